@@ -1,0 +1,146 @@
+package skiff
+
+import "time"
+
+// This file holds the bodies of the HTTP API that are not plain domain
+// records. docs/api.md describes the routes.
+
+// APIError is the body of every error response.
+type APIError struct {
+	Error string `json:"error"`
+	Code  Kind   `json:"code"`
+	Hint  string `json:"hint,omitempty"`
+}
+
+// WhoAmI answers GET /v1/whoami.
+type WhoAmI struct {
+	User  string `json:"user"`
+	Admin bool   `json:"admin"`
+}
+
+// CreateAppRequest is the body of POST /v1/apps.
+type CreateAppRequest struct {
+	Name string `json:"name"`
+}
+
+// AppInfo answers GET /v1/apps/{app} and lists in GET /v1/apps.
+type AppInfo struct {
+	Name      string         `json:"name"`
+	CreatedAt time.Time      `json:"created_at"`
+	URL       string         `json:"url"`
+	Current   int            `json:"current,omitempty"` // serving release
+	Latest    int            `json:"latest,omitempty"`  // newest release, whatever its status
+	Domains   []string       `json:"domains"`
+	Formation map[string]int `json:"formation"`
+	ImageSize int64          `json:"image_size,omitempty"`
+	// Instances counts the app's instances by state.
+	Instances map[InstanceState]int `json:"instances"`
+}
+
+// ConfigChange is the body of PATCH /v1/apps/{app}/config.
+type ConfigChange struct {
+	Set   map[string]string `json:"set,omitempty"`
+	Unset []string          `json:"unset,omitempty"`
+}
+
+// ConfigResponse answers GET and PATCH /v1/apps/{app}/config. Release is the
+// release the change created, 0 when none was (no deploy yet, or no change).
+type ConfigResponse struct {
+	Config  map[string]string `json:"config"`
+	Version int               `json:"version"`
+	Release int               `json:"release,omitempty"`
+}
+
+// ScaleRequest is the body of PATCH /v1/apps/{app}/formation.
+type ScaleRequest struct {
+	Quantity map[string]int `json:"quantity"`
+}
+
+// FormationEntry is one process type in GET /v1/apps/{app}/formation.
+type FormationEntry struct {
+	Type     string `json:"type"`
+	Command  string `json:"command"`
+	Quantity int    `json:"quantity"`
+}
+
+// ProcessView is one line of GET /v1/apps/{app}/ps: a desired instance and
+// what its agent last reported of it.
+type ProcessView struct {
+	Name       string        `json:"name"` // web.1
+	Type       string        `json:"type"`
+	ID         string        `json:"id"`
+	State      InstanceState `json:"state"` // "pending" until an agent reports
+	Release    int           `json:"release"`
+	Node       string        `json:"node"`
+	Addr       string        `json:"addr,omitempty"`
+	Command    string        `json:"command"`
+	Since      time.Time     `json:"since,omitempty"`
+	Restarts   int           `json:"restarts"`
+	CrashLoop  bool          `json:"crash_loop,omitempty"`
+	ExitReason string        `json:"exit_reason,omitempty"`
+}
+
+// StatePending is shown for an instance no agent has reported yet.
+const StatePending InstanceState = "pending"
+
+// RestartRequest is the body of POST /v1/apps/{app}/restart; an empty Type
+// restarts every process type.
+type RestartRequest struct {
+	Type string `json:"type,omitempty"`
+}
+
+// RollbackRequest is the body of POST /v1/apps/{app}/rollback; Version 0
+// means the release before the current one.
+type RollbackRequest struct {
+	Version int `json:"version,omitempty"`
+}
+
+// ReleaseView is a release as the API shows it: without its sealed config.
+type ReleaseView struct {
+	Version       int           `json:"version"`
+	Description   string        `json:"description"`
+	Status        ReleaseStatus `json:"status"`
+	StatusReason  string        `json:"status_reason,omitempty"`
+	Current       bool          `json:"current"`
+	Image         Image         `json:"image"`
+	Processes     map[string]string `json:"processes"`
+	ConfigVersion int           `json:"config_version"`
+	CreatedAt     time.Time     `json:"created_at"`
+	CreatedBy     string        `json:"created_by,omitempty"`
+	FinishedAt    time.Time     `json:"finished_at,omitempty"`
+}
+
+// View strips the sealed config from r.
+func (r Release) View(current int) ReleaseView {
+	return ReleaseView{
+		Version: r.Version, Description: r.Description, Status: r.Status, StatusReason: r.StatusReason,
+		Current: r.Version == current, Image: r.Image, Processes: r.Processes, ConfigVersion: r.ConfigVersion,
+		CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy, FinishedAt: r.FinishedAt,
+	}
+}
+
+// DomainRequest is the body of POST /v1/apps/{app}/domains.
+type DomainRequest struct {
+	Hostname string `json:"hostname"`
+}
+
+// StreamMessage is one line of a streamed response (deploys and
+// POST /v1/apps/{app}/deploys): output lines, then one result or error.
+type StreamMessage struct {
+	Type    string        `json:"type"` // "line", "result" or "error"
+	Line    string        `json:"line,omitempty"`
+	Release int           `json:"release,omitempty"`
+	Status  ReleaseStatus `json:"status,omitempty"`
+	URL     string        `json:"url,omitempty"`
+	Error   string        `json:"error,omitempty"`
+	Code    Kind          `json:"code,omitempty"`
+	Hint    string        `json:"hint,omitempty"`
+}
+
+// LogLine is one line of GET /v1/apps/{app}/logs.
+type LogLine struct {
+	Time    time.Time `json:"time"`
+	Source  string    `json:"source"`  // app, router, platform
+	Process string    `json:"process"` // web.1, build, scheduler...
+	Line    string    `json:"line"`
+}

@@ -1,0 +1,115 @@
+package skiff
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// App is a named application. Its code and settings live in releases; the
+// app itself records only which release serves traffic.
+type App struct {
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	// Current is the version of the release that serves traffic, 0 before
+	// the first successful deploy. Only the scheduler writes it.
+	Current int `json:"current,omitempty"`
+}
+
+var appNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]*[a-z0-9]$`)
+
+// reservedAppNames would collide with the platform's own hostnames.
+var reservedAppNames = map[string]bool{
+	"api": true, "www": true, "admin": true, "skiff": true, "git": true,
+	"ssh": true, "dashboard": true, "status": true,
+}
+
+// ValidateAppName reports why name cannot name an app, or nil.
+func ValidateAppName(name string) error {
+	const hint = "use 3 to 30 lowercase letters, digits and dashes, starting with a letter, e.g. my-app"
+	switch {
+	case name == "":
+		return Errorf(KindInvalid, "pass the app name with -a APP or as an argument", "no app name given")
+	case len(name) < 3 || len(name) > 30:
+		return Errorf(KindInvalid, hint, "app name %q must be 3 to 30 characters long", name)
+	case !appNameRE.MatchString(name):
+		return Errorf(KindInvalid, hint, "app name %q is invalid", name)
+	case strings.Contains(name, "--"):
+		return Errorf(KindInvalid, hint, "app name %q must not contain two dashes in a row", name)
+	case reservedAppNames[name]:
+		return Errorf(KindInvalid, "choose another name", "app name %q is reserved by the platform", name)
+	}
+	return nil
+}
+
+var procTypeRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,30}$`)
+
+// ValidateProcessType reports why name cannot name a process type, or nil.
+func ValidateProcessType(name string) error {
+	if !procTypeRE.MatchString(name) {
+		return Errorf(KindInvalid, "process types are 1 to 30 letters, digits, dashes and underscores, e.g. web or worker",
+			"invalid process type %q", name)
+	}
+	return nil
+}
+
+var configKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// platformVars are set by the platform in every process and cannot be
+// overridden by config.
+var platformVars = map[string]bool{"PORT": true, "DYNO": true, "SKIFF_APP": true, "SKIFF_RELEASE": true}
+
+// ValidateConfigKey reports why key cannot name a config var, or nil.
+func ValidateConfigKey(key string) error {
+	switch {
+	case !configKeyRE.MatchString(key) || len(key) > 256:
+		return Errorf(KindInvalid, "config var names are letters, digits and underscores, not starting with a digit, e.g. DATABASE_URL",
+			"invalid config var name %q", key)
+	case platformVars[key]:
+		return Errorf(KindInvalid, "the platform sets PORT, DYNO, SKIFF_APP and SKIFF_RELEASE in every process",
+			"config var %s is set by the platform and cannot be changed", key)
+	}
+	return nil
+}
+
+var hostLabelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// NormalizeHostname lower-cases host and checks that it is a DNS name of at
+// least two labels. It returns the normalised name.
+func NormalizeHostname(host string) (string, error) {
+	h := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(host)), ".")
+	hint := "give a hostname such as www.example.com, without scheme, port or path"
+	if h == "" || len(h) > 253 || strings.ContainsAny(h, ":/ ") {
+		return "", Errorf(KindInvalid, hint, "invalid hostname %q", host)
+	}
+	labels := strings.Split(h, ".")
+	if len(labels) < 2 {
+		return "", Errorf(KindInvalid, hint, "hostname %q needs at least two labels", host)
+	}
+	for _, l := range labels {
+		if !hostLabelRE.MatchString(l) {
+			return "", Errorf(KindInvalid, hint, "invalid hostname %q: label %q", host, l)
+		}
+	}
+	return h, nil
+}
+
+// AppHost is the hostname an app answers at under the platform domain.
+func AppHost(app, domain string) string {
+	return fmt.Sprintf("%s.%s", app, domain)
+}
+
+// Domain is a custom hostname routed to an app.
+type Domain struct {
+	Hostname  string    `json:"hostname"`
+	App       string    `json:"app"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Token is a stored API token, keyed by the SHA-256 of its secret.
+type Token struct {
+	User      string    `json:"user"`
+	Admin     bool      `json:"admin"`
+	CreatedAt time.Time `json:"created_at"`
+}

@@ -1,0 +1,97 @@
+package skiff
+
+import (
+	"fmt"
+	"time"
+)
+
+// Assignment is one desired instance of a process, placed on a node by the
+// scheduler. The agent of that node converges on its assignments.
+type Assignment struct {
+	ID         string    `json:"id"`
+	App        string    `json:"app"`
+	Proc       string    `json:"proc"`
+	Index      int       `json:"index"`
+	Release    int       `json:"release"`
+	Generation int       `json:"generation"`
+	Node       string    `json:"node"`
+	Image      Image     `json:"image"`
+	Command    string    `json:"command"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// Name is the instance's name as users see it: "web.1".
+func (a Assignment) Name() string { return ProcessName(a.Proc, a.Index) }
+
+// Key is the assignment's key in the assignments bucket: agents watch the
+// prefix of their node.
+func (a Assignment) Key() string { return AssignmentKey(a.Node, a.App, a.ID) }
+
+// AssignmentKey is the key of an assignment in the assignments bucket.
+func AssignmentKey(node, app, id string) string { return node + "." + app + "." + id }
+
+// ProcessName formats a process type and index as "web.1".
+func ProcessName(proc string, index int) string { return fmt.Sprintf("%s.%d", proc, index) }
+
+// InstanceState is the observed state of an instance.
+type InstanceState string
+
+// Instance states, in the words Heroku users know.
+const (
+	StateStarting InstanceState = "starting" // process started, not yet accepting connections
+	StateUp       InstanceState = "up"       // running; a web instance accepts connections
+	StateCrashed  InstanceState = "crashed"  // exited; waiting to be restarted
+	StateStopping InstanceState = "stopping" // being drained and stopped
+)
+
+// Instance is an agent's report of one running (or restarting) instance.
+type Instance struct {
+	ID         string        `json:"id"`
+	App        string        `json:"app"`
+	Proc       string        `json:"proc"`
+	Index      int           `json:"index"`
+	Release    int           `json:"release"`
+	Generation int           `json:"generation"`
+	Node       string        `json:"node"`
+	State      InstanceState `json:"state"`
+	// Addr is the host:port the router sends traffic to; set for web
+	// instances once the port accepts connections.
+	Addr     string `json:"addr,omitempty"`
+	Port     int    `json:"port,omitempty"`
+	PID      int    `json:"pid,omitempty"`
+	Restarts int    `json:"restarts"`
+	// CrashLoop is set when the process keeps dying soon after each start.
+	CrashLoop  bool      `json:"crash_loop,omitempty"`
+	ExitReason string    `json:"exit_reason,omitempty"`
+	NextStart  time.Time `json:"next_start,omitempty"`
+	Since      time.Time `json:"since"`
+}
+
+// Name is the instance's name as users see it: "web.1".
+func (i Instance) Name() string { return ProcessName(i.Proc, i.Index) }
+
+// Key is the instance's key in the instances bucket.
+func (i Instance) Key() string { return InstanceKey(i.App, i.ID) }
+
+// InstanceKey is the key of an instance in the instances bucket.
+func InstanceKey(app, id string) string { return app + "." + id }
+
+// Node is a machine running skiff roles, as its last heartbeat described it.
+type Node struct {
+	Name      string    `json:"name"`
+	Addr      string    `json:"addr"` // host that app instances on this node are reached at
+	Roles     []string  `json:"roles"`
+	Driver    string    `json:"driver,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	Heartbeat time.Time `json:"heartbeat"`
+}
+
+// HasRole reports whether the node runs role.
+func (n Node) HasRole(role string) bool {
+	for _, r := range n.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,80 @@
+package skiff
+
+import "strings"
+
+// Key-value buckets of platform state.
+const (
+	BucketApps        = "apps"
+	BucketReleases    = "releases"
+	BucketConfig      = "config"
+	BucketFormation   = "formation"
+	BucketAssignments = "assignments"
+	BucketInstances   = "instances"
+	BucketNodes       = "nodes"
+	BucketDomains     = "domains"
+	BucketTokens      = "tokens"
+	BucketLocks       = "locks"
+)
+
+// Object stores.
+const (
+	ObjectSources = "sources" // uploaded source archives, "<app>/<build id>.tar.gz"
+	ObjectSlugs   = "slugs"   // built images, "<app>/<digest>"
+)
+
+// Streams.
+const (
+	StreamLogs   = "LOGS"   // subjects logs.<app>.<source>.<process>
+	StreamEvents = "EVENTS" // subjects events.<app>.<type>
+)
+
+// Log sources: what wrote a log line.
+const (
+	SourceApp      = "app"      // an app process's stdout and stderr
+	SourceRouter   = "router"   // the router's access log
+	SourcePlatform = "platform" // the platform's own messages about the app
+)
+
+// LogSubject is the subject a log line of app from source and process
+// ("web.1", "build", "api") is published on.
+func LogSubject(app, source, process string) string {
+	return "logs." + app + "." + source + "." + process
+}
+
+// ParseLogSubject splits a log subject into its app, source and process.
+func ParseLogSubject(subject string) (app, source, process string, ok bool) {
+	parts := strings.SplitN(subject, ".", 4)
+	if len(parts) != 4 || parts[0] != "logs" {
+		return "", "", "", false
+	}
+	return parts[1], parts[2], parts[3], true
+}
+
+// EventSubject is the subject an event of app is published on.
+func EventSubject(app, typ string) string { return "events." + app + "." + typ }
+
+// Subjects of requests between roles.
+const (
+	// SubjectBuild takes a BuildRequest; a builder in the queue group
+	// replies with a BuildAccepted at once, then publishes output on
+	// BuildOutputSubject and the result on BuildDoneSubject.
+	SubjectBuild = "skiff.build.request"
+	QueueBuilders = "builders"
+)
+
+// BuildOutputSubject carries a build's output, one line per message.
+func BuildOutputSubject(id string) string { return "skiff.build." + id + ".out" }
+
+// BuildDoneSubject carries a build's BuildResult.
+func BuildDoneSubject(id string) string { return "skiff.build." + id + ".done" }
+
+// Role names, as given to --roles.
+const (
+	RoleBus       = "bus"
+	RoleAPI       = "api"
+	RoleSSH       = "ssh"
+	RoleBuilder   = "builder"
+	RoleScheduler = "scheduler"
+	RoleAgent     = "agent"
+	RoleRouter    = "router"
+)

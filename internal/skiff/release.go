@@ -1,0 +1,115 @@
+package skiff
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Image is a built app: a read-only SquashFS file kept in the slugs object
+// store under Object, named by the SHA-256 of its bytes.
+type Image struct {
+	Digest string `json:"digest"` // "sha256:<hex>"
+	Size   int64  `json:"size"`
+	Object string `json:"object"` // name in the slugs store
+}
+
+// ReleaseStatus is where a release is in its rollout.
+type ReleaseStatus string
+
+// Release statuses. Pending and Deploying are the live ones; the rest are
+// final.
+const (
+	ReleasePending    ReleaseStatus = "pending"    // created, not yet picked up by the scheduler
+	ReleaseDeploying  ReleaseStatus = "deploying"  // instances starting
+	ReleaseSucceeded  ReleaseStatus = "succeeded"  // serving, or served before a newer release
+	ReleaseFailed     ReleaseStatus = "failed"     // never became healthy; the previous release kept serving
+	ReleaseSuperseded ReleaseStatus = "superseded" // a newer release came before this one was up
+)
+
+// Final reports whether a release in status s will not change status again.
+func (s ReleaseStatus) Final() bool {
+	return s == ReleaseSucceeded || s == ReleaseFailed || s == ReleaseSuperseded
+}
+
+// Release is an immutable, numbered combination of an image, a config and
+// the process types to run. Deploys, config changes and rollbacks each make a
+// new one. Only the status fields change after creation, written by the
+// scheduler.
+type Release struct {
+	App         string            `json:"app"`
+	Version     int               `json:"version"`
+	Description string            `json:"description"`
+	Image       Image             `json:"image"`
+	Processes   map[string]string `json:"processes"` // process type -> command
+	// ConfigVersion and ConfigSealed are the app's config at release time,
+	// sealed with the platform's secret key.
+	ConfigVersion int       `json:"config_version"`
+	ConfigSealed  []byte    `json:"config_sealed,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	CreatedBy     string    `json:"created_by,omitempty"`
+
+	Status        ReleaseStatus `json:"status"`
+	StatusReason  string        `json:"status_reason,omitempty"`
+	DeployStarted time.Time     `json:"deploy_started,omitempty"`
+	FinishedAt    time.Time     `json:"finished_at,omitempty"`
+}
+
+// Label is the release's version as users write it: "v3".
+func (r Release) Label() string { return VersionLabel(r.Version) }
+
+// ProcessTypes lists the release's process types, sorted with web first.
+func (r Release) ProcessTypes() []string {
+	types := make([]string, 0, len(r.Processes))
+	for t := range r.Processes {
+		types = append(types, t)
+	}
+	sort.Slice(types, func(i, j int) bool {
+		if (types[i] == "web") != (types[j] == "web") {
+			return types[i] == "web"
+		}
+		return types[i] < types[j]
+	})
+	return types
+}
+
+// VersionLabel formats a release version as "v3".
+func VersionLabel(v int) string { return "v" + strconv.Itoa(v) }
+
+// ParseVersion accepts "v3" or "3".
+func ParseVersion(s string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimPrefix(s, "v"), "V"))
+	if err != nil || n < 1 {
+		return 0, Errorf(KindInvalid, "name a release as vN, e.g. v3; skiff releases lists them", "invalid release %q", s)
+	}
+	return n, nil
+}
+
+// ReleaseKey is the key of a release in the releases bucket.
+func ReleaseKey(app string, version int) string { return fmt.Sprintf("%s.%d", app, version) }
+
+// Formation is how many instances of each process type an app wants, and the
+// restart generation of each type: bumping a generation replaces the type's
+// instances.
+type Formation struct {
+	App         string         `json:"app"`
+	Quantity    map[string]int `json:"quantity,omitempty"`
+	Generations map[string]int `json:"generations,omitempty"`
+}
+
+// Count is the number of instances wanted for proc: the quantity set by a
+// scale, else one web instance and none of anything else, as on Heroku.
+func (f Formation) Count(proc string) int {
+	if q, ok := f.Quantity[proc]; ok {
+		return q
+	}
+	if proc == "web" {
+		return 1
+	}
+	return 0
+}
+
+// Generation is the restart generation of proc.
+func (f Formation) Generation(proc string) int { return f.Generations[proc] }

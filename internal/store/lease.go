@@ -1,0 +1,103 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Lease is a named lock held by one holder at a time, kept in the locks
+// bucket. It is acquired with a create that fails if the key exists and
+// renewed with an update that names the last revision; the bucket's TTL
+// removes a lease its holder stopped renewing. The revision is the fencing
+// token: whoever acts under the lease checks it where the effect happens.
+//
+// A Lease is used by one goroutine.
+type Lease struct {
+	kv     jetstream.KeyValue
+	name   string
+	holder string
+	rev    uint64
+}
+
+type leaseValue struct {
+	Holder   string    `json:"holder"`
+	Acquired time.Time `json:"acquired"`
+}
+
+// Lease returns a handle on the lease name for holder; it holds nothing
+// until Acquire succeeds.
+func (s *Store) Lease(name, holder string) *Lease {
+	return &Lease{kv: s.locks, name: name, holder: holder}
+}
+
+// LockTTL is how long a lease survives without renewal.
+func (s *Store) LockTTL() time.Duration { return s.opt.LockTTL }
+
+// Held reports whether the last Acquire or Renew succeeded.
+func (l *Lease) Held() bool { return l.rev != 0 }
+
+// Revision is the fencing token of the lease while held.
+func (l *Lease) Revision() uint64 { return l.rev }
+
+// Acquire takes the lease if nobody holds it, or if the holder recorded is
+// this same holder (a previous life of this node that did not release it).
+// It reports whether the lease is now held.
+func (l *Lease) Acquire(ctx context.Context) (bool, error) {
+	data, _ := json.Marshal(leaseValue{Holder: l.holder, Acquired: time.Now().UTC()})
+	rev, err := l.kv.Create(ctx, l.name, data)
+	if err == nil {
+		l.rev = rev
+		return true, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return false, fmt.Errorf("acquire lease %s: %w", l.name, err)
+	}
+	e, err := l.kv.Get(ctx, l.name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return false, nil // expired meanwhile; try again next time
+	}
+	if err != nil {
+		return false, fmt.Errorf("acquire lease %s: %w", l.name, err)
+	}
+	var cur leaseValue
+	if json.Unmarshal(e.Value(), &cur) != nil || cur.Holder != l.holder {
+		return false, nil
+	}
+	rev, err = l.kv.Update(ctx, l.name, data, e.Revision())
+	if err != nil {
+		return false, nil
+	}
+	l.rev = rev
+	return true, nil
+}
+
+// Renew extends a held lease. An error means the lease is lost (someone
+// else took it, or it expired) and the holder must stop acting under it.
+func (l *Lease) Renew(ctx context.Context) error {
+	if l.rev == 0 {
+		return fmt.Errorf("renew lease %s: not held", l.name)
+	}
+	data, _ := json.Marshal(leaseValue{Holder: l.holder, Acquired: time.Now().UTC()})
+	rev, err := l.kv.Update(ctx, l.name, data, l.rev)
+	if err != nil {
+		l.rev = 0
+		return fmt.Errorf("renew lease %s: %w", l.name, err)
+	}
+	l.rev = rev
+	return nil
+}
+
+// Release gives the lease up if still held, so that another holder need
+// not wait for it to expire.
+func (l *Lease) Release(ctx context.Context) {
+	if l.rev == 0 {
+		return
+	}
+	_ = l.kv.Delete(ctx, l.name, jetstream.LastRevision(l.rev))
+	l.rev = 0
+}

@@ -1,0 +1,184 @@
+// Package store gives the roles typed access to the platform state kept in
+// the bus: key-value buckets of JSON records, the object stores of sources
+// and images, and the LOGS and EVENTS streams.
+//
+// Open creates every bucket and stream it finds missing, so the first role
+// to start on a fresh bus lays out the state and later ones find it.
+// Records are written with optimistic concurrency: Bucket.Update reads a
+// revision, changes the value and writes it back only if the revision is
+// still the latest, retrying otherwise.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skiff-paas/skiff/internal/secret"
+	"github.com/skiff-paas/skiff/internal/skiff"
+)
+
+// Options tunes the layout Open creates. Zero values take the defaults.
+type Options struct {
+	// Replicas is the number of copies JetStream keeps of each bucket,
+	// stream and object store: 1 on a single node, 3 in a cluster.
+	Replicas int
+	// LogMaxAge and LogMaxBytes bound the LOGS stream (default 7 days, 1 GiB).
+	LogMaxAge   time.Duration
+	LogMaxBytes int64
+	// EventMaxAge bounds the EVENTS stream (default 90 days).
+	EventMaxAge time.Duration
+	// NodeTTL is how long a node record outlives its last heartbeat
+	// (default 1 minute).
+	NodeTTL time.Duration
+	// LockTTL is how long a lease outlives its last renewal (default 10 s).
+	LockTTL time.Duration
+	Logger  *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.LogMaxAge == 0 {
+		o.LogMaxAge = 7 * 24 * time.Hour
+	}
+	if o.LogMaxBytes == 0 {
+		o.LogMaxBytes = 1 << 30
+	}
+	if o.EventMaxAge == 0 {
+		o.EventMaxAge = 90 * 24 * time.Hour
+	}
+	if o.NodeTTL == 0 {
+		o.NodeTTL = time.Minute
+	}
+	if o.LockTTL == 0 {
+		o.LockTTL = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Store is a client's handle on the platform state. It is safe for
+// concurrent use.
+type Store struct {
+	NC  *nats.Conn
+	JS  jetstream.JetStream
+	box *secret.Box
+	log *slog.Logger
+	opt Options
+
+	Apps        *Bucket[skiff.App]
+	Releases    *Bucket[skiff.Release]
+	Configs     *Bucket[ConfigRecord]
+	Formations  *Bucket[skiff.Formation]
+	Assignments *Bucket[skiff.Assignment]
+	Instances   *Bucket[skiff.Instance]
+	Nodes       *Bucket[skiff.Node]
+	Domains     *Bucket[skiff.Domain]
+	Tokens      *Bucket[skiff.Token]
+	locks       jetstream.KeyValue
+
+	Sources jetstream.ObjectStore
+	Slugs   jetstream.ObjectStore
+}
+
+// Open connects the state layout to nc, creating what is missing. box seals
+// config values; it may be nil for roles that never read config.
+func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*Store, error) {
+	opt.setDefaults()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{NC: nc, JS: js, box: box, log: opt.Logger, opt: opt}
+
+	kv := func(name string, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+		cfg.Bucket = name
+		cfg.Replicas = opt.Replicas
+		cfg.Storage = jetstream.FileStorage
+		if cfg.History == 0 {
+			cfg.History = 1
+		}
+		b, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("open bucket %s: %w", name, err)
+		}
+		return b, nil
+	}
+	var errs []error
+	open := func(name string, cfg jetstream.KeyValueConfig) jetstream.KeyValue {
+		b, err := kv(name, cfg)
+		errs = append(errs, err)
+		return b
+	}
+	s.Apps = bucket[skiff.App](open(skiff.BucketApps, jetstream.KeyValueConfig{}), s.log)
+	s.Releases = bucket[skiff.Release](open(skiff.BucketReleases, jetstream.KeyValueConfig{}), s.log)
+	s.Configs = bucket[ConfigRecord](open(skiff.BucketConfig, jetstream.KeyValueConfig{}), s.log)
+	s.Formations = bucket[skiff.Formation](open(skiff.BucketFormation, jetstream.KeyValueConfig{}), s.log)
+	s.Assignments = bucket[skiff.Assignment](open(skiff.BucketAssignments, jetstream.KeyValueConfig{}), s.log)
+	s.Instances = bucket[skiff.Instance](open(skiff.BucketInstances, jetstream.KeyValueConfig{}), s.log)
+	s.Nodes = bucket[skiff.Node](open(skiff.BucketNodes, jetstream.KeyValueConfig{
+		TTL: opt.NodeTTL, LimitMarkerTTL: opt.NodeTTL,
+	}), s.log)
+	s.Domains = bucket[skiff.Domain](open(skiff.BucketDomains, jetstream.KeyValueConfig{}), s.log)
+	s.Tokens = bucket[skiff.Token](open(skiff.BucketTokens, jetstream.KeyValueConfig{}), s.log)
+	s.locks = open(skiff.BucketLocks, jetstream.KeyValueConfig{TTL: opt.LockTTL, LimitMarkerTTL: opt.LockTTL})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	objects := func(name string) (jetstream.ObjectStore, error) {
+		o, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket: name, Replicas: opt.Replicas, Storage: jetstream.FileStorage,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("open object store %s: %w", name, err)
+		}
+		return o, nil
+	}
+	if s.Sources, err = objects(skiff.ObjectSources); err != nil {
+		return nil, err
+	}
+	if s.Slugs, err = objects(skiff.ObjectSlugs); err != nil {
+		return nil, err
+	}
+
+	streams := []jetstream.StreamConfig{{
+		Name:        skiff.StreamLogs,
+		Subjects:    []string{"logs.>"},
+		MaxAge:      opt.LogMaxAge,
+		MaxBytes:    opt.LogMaxBytes,
+		Discard:     jetstream.DiscardOld,
+		Storage:     jetstream.FileStorage,
+		Replicas:    opt.Replicas,
+		Compression: jetstream.S2Compression,
+		// Log lines are not control-plane state: they may be flushed in
+		// batches rather than fsynced one by one.
+		PersistMode: jetstream.AsyncPersistMode,
+	}, {
+		Name:      skiff.StreamEvents,
+		Subjects:  []string{"events.>"},
+		MaxAge:    opt.EventMaxAge,
+		Discard:   jetstream.DiscardOld,
+		Storage:   jetstream.FileStorage,
+		Replicas:  opt.Replicas,
+		Retention: jetstream.LimitsPolicy,
+	}}
+	for _, cfg := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("open stream %s: %w", cfg.Name, err)
+		}
+	}
+	return s, nil
+}
+
+func bucket[T any](kv jetstream.KeyValue, log *slog.Logger) *Bucket[T] {
+	return &Bucket[T]{kv: kv, log: log}
+}
