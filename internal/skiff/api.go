@@ -97,17 +97,17 @@ type RollbackRequest struct {
 
 // ReleaseView is a release as the API shows it: without its sealed config.
 type ReleaseView struct {
-	Version       int           `json:"version"`
-	Description   string        `json:"description"`
-	Status        ReleaseStatus `json:"status"`
-	StatusReason  string        `json:"status_reason,omitempty"`
-	Current       bool          `json:"current"`
-	Image         Image         `json:"image"`
+	Version       int               `json:"version"`
+	Description   string            `json:"description"`
+	Status        ReleaseStatus     `json:"status"`
+	StatusReason  string            `json:"status_reason,omitempty"`
+	Current       bool              `json:"current"`
+	Image         Image             `json:"image"`
 	Processes     map[string]string `json:"processes"`
-	ConfigVersion int           `json:"config_version"`
-	CreatedAt     time.Time     `json:"created_at"`
-	CreatedBy     string        `json:"created_by,omitempty"`
-	FinishedAt    time.Time     `json:"finished_at,omitempty"`
+	ConfigVersion int               `json:"config_version"`
+	CreatedAt     time.Time         `json:"created_at"`
+	CreatedBy     string            `json:"created_by,omitempty"`
+	FinishedAt    time.Time         `json:"finished_at,omitempty"`
 }
 
 // View strips the sealed config from r.

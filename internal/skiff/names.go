@@ -58,7 +58,7 @@ const (
 	// SubjectBuild takes a BuildRequest; a builder in the queue group
 	// replies with a BuildAccepted at once, then publishes output on
 	// BuildOutputSubject and the result on BuildDoneSubject.
-	SubjectBuild = "skiff.build.request"
+	SubjectBuild  = "skiff.build.request"
 	QueueBuilders = "builders"
 )
 
