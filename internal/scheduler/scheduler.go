@@ -1,0 +1,350 @@
+// Package scheduler is the scheduler role: it turns releases and
+// formations into assignments of instances to nodes, and decides when a
+// rollout has succeeded or failed.
+//
+// The decisions are a pure function, Compute, from a snapshot of state to
+// a Plan (plan.go). The loop here only keeps the snapshot, by watching the
+// buckets it reads, calls Compute when something changed or time passed,
+// and writes the plan back. Only the holder of the "scheduler" lease acts;
+// other schedulers wait to take over.
+//
+//	acquire lease ──► watch apps, releases, formation, assignments,
+//	                  instances, nodes ──► (all synced) ──► ready
+//	change or tick ──► Compute(snapshot) ──► write plan ──► apply it to
+//	                  the snapshot at once (the watch confirms it later)
+//	renew fails ──► stop acting, go back to acquiring
+package scheduler
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/skiff-paas/skiff/internal/skiff"
+	"github.com/skiff-paas/skiff/internal/store"
+)
+
+// Config configures a scheduler.
+type Config struct {
+	// Node names this scheduler as a lease holder.
+	Node string
+	// BootTimeout bounds how long a release's instances may take to come
+	// up before the release fails (default 60 s, as on Heroku).
+	BootTimeout time.Duration
+	// NodeGrace is how old a node's last heartbeat may be for it to take
+	// new instances (default 15 s).
+	NodeGrace time.Duration
+	Logger    *slog.Logger
+}
+
+// Scheduler is the scheduler role.
+type Scheduler struct {
+	cfg   Config
+	st    *store.Store
+	log   *slog.Logger
+	ready atomic.Bool
+}
+
+// New validates cfg and returns a scheduler.
+func New(cfg Config, st *store.Store) (*Scheduler, error) {
+	if cfg.Node == "" {
+		return nil, errors.New("scheduler: Node is required")
+	}
+	if cfg.BootTimeout <= 0 {
+		cfg.BootTimeout = 60 * time.Second
+	}
+	if cfg.NodeGrace <= 0 {
+		cfg.NodeGrace = 15 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Scheduler{cfg: cfg, st: st, log: cfg.Logger.With("role", "scheduler")}, nil
+}
+
+// Ready reports whether the scheduler is either leading with a complete
+// view of the state, or standing by behind another leader.
+func (s *Scheduler) Ready() bool { return s.ready.Load() }
+
+// Run competes for the lease and schedules while holding it, until ctx
+// ends.
+func (s *Scheduler) Run(ctx context.Context) error {
+	lease := s.st.Lease("scheduler", s.cfg.Node)
+	retry := time.NewTicker(s.st.LockTTL() / 4)
+	defer retry.Stop()
+	for {
+		ok, err := lease.Acquire(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			s.log.Warn("acquire scheduler lease", "err", err)
+		case ok:
+			s.log.Info("leading", "fencing", lease.Revision())
+			err := s.lead(ctx, lease)
+			s.ready.Store(false)
+			if ctx.Err() != nil {
+				release, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				lease.Release(release)
+				cancel()
+				return nil
+			}
+			s.log.Warn("lost the scheduler lease", "err", err)
+		default:
+			s.ready.Store(true) // another scheduler leads
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-retry.C:
+		}
+	}
+}
+
+// update is one change from any of the watched buckets.
+type update struct {
+	bucket  string
+	key     string
+	rev     uint64
+	deleted bool
+	synced  bool
+	value   any
+}
+
+// snapshot is the leader's view of state; only the lead loop touches it.
+type snapshot struct {
+	apps        map[string]Versioned[skiff.App]
+	releases    map[string]Versioned[skiff.Release] // by key
+	formations  map[string]skiff.Formation
+	assignments map[string]skiff.Assignment // by key
+	instances   map[string]skiff.Instance   // by key
+	nodes       map[string]skiff.Node
+	revs        map[string]uint64 // bucket/key -> last revision applied
+}
+
+func watch[T any](ctx context.Context, wg *sync.WaitGroup, b *store.Bucket[T], out chan<- update) error {
+	ch, err := b.Watch(ctx, "")
+	if err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for c := range ch {
+			u := update{bucket: b.Name(), key: c.Key, rev: c.Revision, deleted: c.Deleted, synced: c.Synced, value: c.Value}
+			select {
+			case out <- u:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+func (s *Scheduler) lead(ctx context.Context, lease *store.Lease) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	updates := make(chan update, 1024)
+	err := errors.Join(
+		watch(ctx, &wg, s.st.Apps, updates),
+		watch(ctx, &wg, s.st.Releases, updates),
+		watch(ctx, &wg, s.st.Formations, updates),
+		watch(ctx, &wg, s.st.Assignments, updates),
+		watch(ctx, &wg, s.st.Instances, updates),
+		watch(ctx, &wg, s.st.Nodes, updates),
+	)
+	if err != nil {
+		return err
+	}
+	const buckets = 6
+	snap := &snapshot{
+		apps: map[string]Versioned[skiff.App]{}, releases: map[string]Versioned[skiff.Release]{},
+		formations: map[string]skiff.Formation{}, assignments: map[string]skiff.Assignment{},
+		instances: map[string]skiff.Instance{}, nodes: map[string]skiff.Node{}, revs: map[string]uint64{},
+	}
+	synced := 0
+	renew := time.NewTicker(s.st.LockTTL() / 3)
+	defer renew.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	// debounce gathers a burst of changes into one planning round.
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	pending := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case u := <-updates:
+			if u.synced {
+				if synced++; synced == buckets {
+					s.ready.Store(true)
+					s.log.Info("state loaded", "apps", len(snap.apps), "assignments", len(snap.assignments))
+					debounce.Reset(0)
+				}
+				continue
+			}
+			snap.apply(u)
+			if synced == buckets && !pending {
+				pending = true
+				debounce.Reset(5 * time.Millisecond)
+			}
+		case <-renew.C:
+			if err := lease.Renew(ctx); err != nil {
+				return err
+			}
+		case <-tick.C:
+			if synced == buckets {
+				s.round(ctx, snap)
+			}
+		case <-debounce.C:
+			pending = false
+			s.round(ctx, snap)
+		}
+	}
+}
+
+// apply records u in the snapshot unless a newer revision of the key is
+// there already (the loop's own writes arrive early; their echo late).
+func (snap *snapshot) apply(u update) {
+	id := u.bucket + "/" + u.key
+	if u.rev <= snap.revs[id] {
+		return
+	}
+	snap.revs[id] = u.rev
+	switch u.bucket {
+	case skiff.BucketApps:
+		if u.deleted {
+			delete(snap.apps, u.key)
+		} else {
+			snap.apps[u.key] = Versioned[skiff.App]{Value: u.value.(skiff.App), Rev: u.rev}
+		}
+	case skiff.BucketReleases:
+		if u.deleted {
+			delete(snap.releases, u.key)
+		} else {
+			snap.releases[u.key] = Versioned[skiff.Release]{Value: u.value.(skiff.Release), Rev: u.rev}
+		}
+	case skiff.BucketFormation:
+		if u.deleted {
+			delete(snap.formations, u.key)
+		} else {
+			snap.formations[u.key] = u.value.(skiff.Formation)
+		}
+	case skiff.BucketAssignments:
+		if u.deleted {
+			delete(snap.assignments, u.key)
+		} else {
+			snap.assignments[u.key] = u.value.(skiff.Assignment)
+		}
+	case skiff.BucketInstances:
+		if u.deleted {
+			delete(snap.instances, u.key)
+		} else {
+			snap.instances[u.key] = u.value.(skiff.Instance)
+		}
+	case skiff.BucketNodes:
+		if u.deleted {
+			delete(snap.nodes, u.key)
+		} else {
+			snap.nodes[u.key] = u.value.(skiff.Node)
+		}
+	}
+}
+
+// state builds the planner's input from the snapshot.
+func (s *Scheduler) state(snap *snapshot, now time.Time) *State {
+	st := &State{
+		Now: now, BootTimeout: s.cfg.BootTimeout,
+		Apps: snap.apps, Formations: map[string]skiff.Formation{},
+		Releases:    map[string][]Versioned[skiff.Release]{},
+		Assignments: map[string]skiff.Assignment{}, Instances: map[string]skiff.Instance{},
+	}
+	for app, f := range snap.formations {
+		st.Formations[app] = f
+	}
+	for _, r := range snap.releases {
+		st.Releases[r.Value.App] = append(st.Releases[r.Value.App], r)
+	}
+	for _, rels := range st.Releases {
+		sort.Slice(rels, func(i, j int) bool { return rels[i].Value.Version < rels[j].Value.Version })
+	}
+	for _, a := range snap.assignments {
+		st.Assignments[a.ID] = a
+	}
+	for _, i := range snap.instances {
+		st.Instances[i.ID] = i
+	}
+	for _, n := range snap.nodes {
+		if n.HasRole(skiff.RoleAgent) && now.Sub(n.Heartbeat) < s.cfg.NodeGrace {
+			st.Nodes = append(st.Nodes, n)
+		}
+	}
+	sort.Slice(st.Nodes, func(i, j int) bool { return st.Nodes[i].Name < st.Nodes[j].Name })
+	return st
+}
+
+// round plans once and writes the plan, recording each successful write in
+// the snapshot so the next round does not repeat it.
+func (s *Scheduler) round(ctx context.Context, snap *snapshot) {
+	plan := Compute(s.state(snap, time.Now().UTC()), newID)
+	if plan.Empty() {
+		return
+	}
+	for _, ch := range plan.Statuses {
+		key := skiff.ReleaseKey(ch.Release.App, ch.Release.Version)
+		rev, err := s.st.Releases.UpdateAt(ctx, key, ch.Release, ch.Rev)
+		if err != nil {
+			s.log.Warn("set release status", "app", ch.Release.App, "release", ch.Release.Version, "err", err)
+			return // decide again from fresh state
+		}
+		snap.apply(update{bucket: skiff.BucketReleases, key: key, rev: rev, value: ch.Release})
+	}
+	for _, ch := range plan.Current {
+		app := snap.apps[ch.App].Value
+		app.Current = ch.Version
+		rev, err := s.st.Apps.UpdateAt(ctx, ch.App, app, ch.Rev)
+		if err != nil {
+			s.log.Warn("set current release", "app", ch.App, "release", ch.Version, "err", err)
+			return
+		}
+		snap.apply(update{bucket: skiff.BucketApps, key: ch.App, rev: rev, value: app})
+	}
+	for _, a := range plan.Create {
+		rev, err := s.st.Assignments.Create(ctx, a.Key(), a)
+		if err != nil {
+			s.log.Warn("create assignment", "app", a.App, "instance", a.Name(), "err", err)
+			continue
+		}
+		snap.apply(update{bucket: skiff.BucketAssignments, key: a.Key(), rev: rev, value: a})
+	}
+	for _, a := range plan.Delete {
+		if err := s.st.Assignments.Delete(ctx, a.Key()); err != nil {
+			s.log.Warn("delete assignment", "app", a.App, "instance", a.Name(), "err", err)
+			continue
+		}
+		delete(snap.assignments, a.Key())
+	}
+	for _, ev := range plan.Events {
+		s.st.Emit(ev)
+	}
+}
+
+func newID() string {
+	b := make([]byte, 5)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b)
+}
