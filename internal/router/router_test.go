@@ -1,0 +1,227 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/skiff-paas/skiff/internal/bus/bustest"
+	"github.com/skiff-paas/skiff/internal/skiff"
+	"github.com/skiff-paas/skiff/internal/store"
+)
+
+type env struct {
+	t  *testing.T
+	st *store.Store
+	r  *Router
+}
+
+func start(t *testing.T) *env {
+	t.Helper()
+	st, err := store.Open(context.Background(), bustest.Start(t), nil, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Config{Addr: "127.0.0.1:0", Domain: "apps.test"}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	eventually(t, r.Ready)
+	return &env{t: t, st: st, r: r}
+}
+
+func eventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// upstream starts an HTTP server that answers with its name and echoes the
+// headers the router set.
+func upstream(t *testing.T, name string) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s host=%s xff=%s proto=%s fhost=%s rid=%s start=%v",
+			name, r.Host, r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"),
+			r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Request-Id"), r.Header.Get("X-Request-Start") != "")
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+func (e *env) app(name string, current int) {
+	e.st.Apps.Put(context.Background(), name, skiff.App{Name: name, Current: current})
+}
+
+func (e *env) instance(app, id string, release int, state skiff.InstanceState, addr string) {
+	i := skiff.Instance{ID: id, App: app, Proc: "web", Index: 1, Release: release, State: state, Addr: addr}
+	e.st.Instances.Put(context.Background(), i.Key(), i)
+}
+
+func (e *env) get(host, path string, hdr ...string) (int, string) {
+	req, _ := http.NewRequest("GET", "http://"+e.r.Addr()+path, nil)
+	req.Host = host
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (e *env) waitBody(host, prefix string) string {
+	var body string
+	eventually(e.t, func() bool { _, body = e.get(host, "/"); return strings.HasPrefix(body, prefix) })
+	return body
+}
+
+func TestRoutesByHostWithForwardedHeaders(t *testing.T) {
+	e := start(t)
+	e.app("shop", 1)
+	e.instance("shop", "a", 1, skiff.StateUp, upstream(t, "one"))
+	body := e.waitBody("shop.apps.test:8080", "one")
+	for _, want := range []string{"host=shop.apps.test:8080", "xff=127.0.0.1", "proto=http", "fhost=shop.apps.test:8080", "start=true"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("backend saw %q, want %q", body, want)
+		}
+	}
+	if rid := strings.SplitN(strings.SplitN(body, "rid=", 2)[1], " ", 2)[0]; len(rid) != 36 {
+		t.Errorf("generated request id %q", rid)
+	}
+	// A well-formed request id and a forwarding chain are kept.
+	_, body = e.get("SHOP.apps.test.", "/", "X-Request-Id", "client-supplied-request-id-1", "X-Forwarded-For", "10.0.0.1")
+	if !strings.Contains(body, "rid=client-supplied-request-id-1") || !strings.Contains(body, "xff=10.0.0.1, 127.0.0.1") {
+		t.Errorf("backend saw %q", body)
+	}
+	// A malformed one is replaced.
+	if _, body = e.get("shop.apps.test", "/", "X-Request-Id", "bad id"); strings.Contains(body, "rid=bad id") {
+		t.Errorf("malformed request id passed: %q", body)
+	}
+}
+
+func TestUnknownHostAndNoInstance(t *testing.T) {
+	e := start(t)
+	if code, body := e.get("nothing.apps.test", "/"); code != 404 || body != "No app is deployed at nothing.apps.test.\n" {
+		t.Fatalf("unknown host: %d %q", code, body)
+	}
+	e.app("idle", 0)
+	eventually(t, func() bool { code, _ := e.get("idle.apps.test", "/"); return code == 503 })
+	if _, body := e.get("idle.apps.test", "/"); !strings.Contains(body, "App idle has no running web process") {
+		t.Fatalf("503 body %q", body)
+	}
+	// An instance not yet up gets no traffic.
+	e.instance("idle", "s", 1, skiff.StateStarting, upstream(t, "starting"))
+	time.Sleep(100 * time.Millisecond)
+	if code, _ := e.get("idle.apps.test", "/"); code != 503 {
+		t.Fatalf("a starting instance got traffic: %d", code)
+	}
+}
+
+func TestRoundRobinAndCustomDomains(t *testing.T) {
+	e := start(t)
+	e.app("shop", 1)
+	e.instance("shop", "a", 1, skiff.StateUp, upstream(t, "one"))
+	e.instance("shop", "b", 1, skiff.StateUp, upstream(t, "two"))
+	e.st.Domains.Put(context.Background(), "www.shop.example", skiff.Domain{Hostname: "www.shop.example", App: "shop"})
+	e.waitBody("www.shop.example", "")
+	eventually(t, func() bool {
+		seen := map[string]int{}
+		for i := 0; i < 10; i++ {
+			_, body := e.get("www.shop.example", "/")
+			seen[strings.Fields(body)[0]]++
+		}
+		return seen["one"] == 5 && seen["two"] == 5
+	})
+	e.st.Domains.Delete(context.Background(), "www.shop.example")
+	eventually(t, func() bool { code, _ := e.get("www.shop.example", "/"); return code == 404 })
+}
+
+func TestPrefersCurrentReleaseAndFollowsSwitch(t *testing.T) {
+	e := start(t)
+	e.app("shop", 1)
+	e.instance("shop", "old", 1, skiff.StateUp, upstream(t, "v1"))
+	e.instance("shop", "new", 2, skiff.StateUp, upstream(t, "v2"))
+	e.waitBody("shop.apps.test", "v1")
+	for i := 0; i < 4; i++ {
+		if _, body := e.get("shop.apps.test", "/"); !strings.HasPrefix(body, "v1") {
+			t.Fatalf("release 2 served before it was current: %q", body)
+		}
+	}
+	e.app("shop", 2)
+	e.waitBody("shop.apps.test", "v2")
+	// With no instance of the current release up, any up instance serves.
+	e.st.Instances.Delete(context.Background(), skiff.InstanceKey("shop", "new"))
+	e.waitBody("shop.apps.test", "v1")
+}
+
+func TestSkipsBackendThatRefusesConnections(t *testing.T) {
+	e := start(t)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := l.Addr().String()
+	l.Close()
+	e.app("shop", 1)
+	e.instance("shop", "a", 1, skiff.StateUp, dead)
+	e.instance("shop", "b", 1, skiff.StateUp, upstream(t, "alive"))
+	e.waitBody("shop.apps.test", "alive")
+	for i := 0; i < 6; i++ {
+		req, _ := http.NewRequest("POST", "http://"+e.r.Addr()+"/", strings.NewReader("payload"))
+		req.Host = "shop.apps.test"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(string(b), "alive") {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, b)
+		}
+	}
+	e.st.Instances.Delete(context.Background(), skiff.InstanceKey("shop", "b"))
+	eventually(t, func() bool { code, _ := e.get("shop.apps.test", "/"); return code == 502 })
+}
+
+func TestBuildTable(t *testing.T) {
+	v := &view{
+		apps: map[string]skiff.App{"a": {Name: "a", Current: 2}, "b": {Name: "b"}},
+		instances: map[string]skiff.Instance{
+			"a.1": {ID: "1", App: "a", Proc: "web", Release: 1, State: skiff.StateUp, Addr: "h:1"},
+			"a.2": {ID: "2", App: "a", Proc: "web", Release: 2, State: skiff.StateUp, Addr: "h:2"},
+			"a.3": {ID: "3", App: "a", Proc: "worker", Release: 2, State: skiff.StateUp, Addr: "h:3"},
+			"a.4": {ID: "4", App: "a", Proc: "web", Release: 2, State: skiff.StateStopping, Addr: "h:4"},
+		},
+		domains: map[string]skiff.Domain{"a.example.com": {App: "a"}, "orphan.example.com": {App: "gone"}},
+	}
+	tab := build("d", v)
+	if len(tab.hosts) != 3 || tab.hosts["a.example.com"] != tab.hosts["a.d"] || tab.hosts["orphan.example.com"] != nil {
+		t.Fatalf("hosts = %v", tab.hosts)
+	}
+	if bs := tab.hosts["a.d"].backends; len(bs) != 1 || bs[0].addr != "h:2" {
+		t.Fatalf("backends of a = %+v, want only the current release's up web instance", bs)
+	}
+	if len(tab.hosts["b.d"].backends) != 0 {
+		t.Fatal("b has backends")
+	}
+}
