@@ -220,7 +220,7 @@ func (b *Builder) build(ctx context.Context, req skiff.BuildRequest, out func(st
 	if err != nil {
 		return res, err
 	}
-	out("       %d files, %s", st.Files, humanBytes(st.Bytes))
+	out("       %d files, %s", st.Files, skiff.HumanBytes(st.Bytes))
 
 	procs, err := readProcfile(src)
 	if err != nil {
@@ -239,7 +239,7 @@ func (b *Builder) build(ctx context.Context, req skiff.BuildRequest, out func(st
 	if err != nil {
 		return res, err
 	}
-	out("       Done: %s (%s)", humanBytes(size), digest[:19])
+	out("       Done: %s (%s)", skiff.HumanBytes(size), digest[:19])
 	res.Image = skiff.Image{Digest: digest, Size: size, Object: req.App + "/" + digest[len("sha256:"):]}
 	if err := b.storeImage(ctx, img, res.Image); err != nil {
 		return res, err
@@ -265,7 +265,7 @@ func (b *Builder) build(ctx context.Context, req skiff.BuildRequest, out func(st
 		return res, err
 	}
 	res.Release = rel.Version
-	out("-----> Released %s", rel.Label())
+	out("-----> Created release %s", rel.Label())
 	return res, nil
 }
 
@@ -324,16 +324,4 @@ func readProcfile(dir string) (map[string]string, error) {
 		return nil, err
 	}
 	return procs, nil
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -121,6 +121,31 @@ func (b *Bucket[T]) Update(ctx context.Context, key string, fn func(*T) error) (
 	}
 }
 
+// Upsert is Update for a key that may hold nothing yet: fn then starts
+// from the zero value and the result is created.
+func (b *Bucket[T]) Upsert(ctx context.Context, key string, fn func(*T) error) (T, error) {
+	for attempt := 0; ; attempt++ {
+		v, rev, err := b.Get(ctx, key)
+		if err != nil && !errors.Is(err, skiff.ErrNotFound) {
+			return v, err
+		}
+		if err := fn(&v); errors.Is(err, ErrNoChange) {
+			return v, nil
+		} else if err != nil {
+			return v, err
+		}
+		if rev == 0 {
+			_, err = b.Create(ctx, key, v)
+		} else {
+			_, err = b.UpdateAt(ctx, key, v, rev)
+		}
+		if errors.Is(err, skiff.ErrConflict) && attempt < 100 {
+			continue
+		}
+		return v, err
+	}
+}
+
 // Delete removes key; deleting a missing key is not an error.
 func (b *Bucket[T]) Delete(ctx context.Context, key string) error {
 	if err := b.kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {

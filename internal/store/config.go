@@ -71,37 +71,27 @@ func (s *Store) Config(ctx context.Context, app string) (map[string]string, int,
 // under a new version. If change returns ErrNoChange nothing is written.
 // It returns the vars, their version and whether a new version was written.
 func (s *Store) UpdateConfig(ctx context.Context, app string, change func(vars map[string]string) error) (map[string]string, int, bool, error) {
-	for attempt := 0; attempt < 100; attempt++ {
-		rec, rev, err := s.Configs.Get(ctx, app)
-		if err != nil && !errors.Is(err, skiff.ErrNotFound) {
-			return nil, 0, false, err
-		}
-		vars, err := s.OpenConfig(rec.Sealed)
+	var vars map[string]string
+	var changed bool
+	rec, err := s.Configs.Upsert(ctx, app, func(rec *ConfigRecord) error {
+		v, err := s.OpenConfig(rec.Sealed)
 		if err != nil {
-			return nil, 0, false, err
+			return err
 		}
-		if err := change(vars); errors.Is(err, ErrNoChange) {
-			return vars, rec.Version, false, nil
-		} else if err != nil {
-			return nil, 0, false, err
+		vars, changed = v, false
+		if err := change(v); err != nil {
+			return err
 		}
-		sealed, err := s.SealConfig(vars)
-		if err != nil {
-			return nil, 0, false, err
+		if rec.Sealed, err = s.SealConfig(v); err != nil {
+			return err
 		}
-		next := ConfigRecord{Version: rec.Version + 1, Sealed: sealed, UpdatedAt: time.Now().UTC()}
-		if rev == 0 {
-			_, err = s.Configs.Create(ctx, app, next)
-		} else {
-			_, err = s.Configs.UpdateAt(ctx, app, next, rev)
-		}
-		if errors.Is(err, skiff.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return nil, 0, false, err
-		}
-		return vars, next.Version, true, nil
+		rec.Version++
+		rec.UpdatedAt = time.Now().UTC()
+		changed = true
+		return nil
+	})
+	if err != nil {
+		return nil, 0, false, err
 	}
-	return nil, 0, false, fmt.Errorf("update config of %s: too many concurrent changes", app)
+	return vars, rec.Version, changed, nil
 }

@@ -1,0 +1,308 @@
+// Package api is the api role: the JSON HTTP API that the CLI, and anyone
+// else, drives the platform through. docs/api.md describes the routes.
+//
+// Handlers validate what they are given, change state through the store and
+// return. Long operations stream: a deploy stores the upload, hands it to a
+// builder over the bus, streams the build's output, then follows the
+// release until the scheduler says it is up or failed. Every error is a
+// skiff.Error carried to the client as JSON with its message and hint; the
+// mapping from kinds to status codes lives here and nowhere else.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/skiff-paas/skiff/internal/archive"
+	"github.com/skiff-paas/skiff/internal/skiff"
+	"github.com/skiff-paas/skiff/internal/store"
+)
+
+// Config configures the API.
+type Config struct {
+	// Addr is the address to listen on.
+	Addr string
+	// Listener, when set, is used instead of listening on Addr.
+	Listener net.Listener
+	// Domain is the platform domain: apps answer at NAME.Domain. Required.
+	Domain string
+	// RouterPort is the router's port, shown in app URLs unless it is 80.
+	RouterPort int
+	// WorkDir holds uploads while they are checked. Required.
+	WorkDir string
+	// MaxUpload bounds a deploy's compressed upload (default 512 MiB).
+	MaxUpload int64
+	// Limits bound what an upload may unpack to.
+	Limits archive.Limits
+	// BootTimeout is the scheduler's; a deploy waits this long, and a
+	// little more, for its release to come up.
+	BootTimeout time.Duration
+	// Health reports the readiness of every role for /healthz.
+	Health func() map[string]bool
+	Logger *slog.Logger
+}
+
+// API is the api role.
+type API struct {
+	cfg      Config
+	st       *store.Store
+	log      *slog.Logger
+	listener net.Listener
+	ready    atomic.Bool
+	streams  sync.WaitGroup // deploys and log follows under way
+}
+
+// New validates cfg and opens the API's listener.
+func New(cfg Config, st *store.Store) (*API, error) {
+	if cfg.Domain == "" || cfg.WorkDir == "" {
+		return nil, errors.New("api: Domain and WorkDir are required")
+	}
+	if cfg.MaxUpload <= 0 {
+		cfg.MaxUpload = 512 << 20
+	}
+	if cfg.BootTimeout <= 0 {
+		cfg.BootTimeout = 60 * time.Second
+	}
+	if cfg.Health == nil {
+		cfg.Health = func() map[string]bool { return map[string]bool{skiff.RoleAPI: true} }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	a := &API{cfg: cfg, st: st, log: cfg.Logger.With("role", "api"), listener: cfg.Listener}
+	if a.listener == nil {
+		l, err := net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("api: listen on %s: %w", cfg.Addr, err)
+		}
+		a.listener = l
+	}
+	return a, nil
+}
+
+// Addr is the address the API listens on.
+func (a *API) Addr() string { return a.listener.Addr().String() }
+
+// Ready reports whether the API serves requests.
+func (a *API) Ready() bool { return a.ready.Load() }
+
+// Run serves until ctx ends.
+func (a *API) Run(ctx context.Context) error {
+	srv := &http.Server{
+		Handler:           a.Handler(),
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(a.listener) }()
+	a.ready.Store(true)
+	a.log.Info("serving", "addr", a.Addr())
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		return fmt.Errorf("api: %w", err)
+	}
+	a.ready.Store(false)
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	a.streams.Wait()
+	return nil
+}
+
+// Handler is the API's routes.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", a.healthz)
+	auth := func(pattern string, h func(http.ResponseWriter, *http.Request, skiff.Token)) {
+		mux.HandleFunc(pattern, a.authenticated(h))
+	}
+	auth("GET /v1/whoami", a.whoami)
+	auth("GET /v1/apps", a.listApps)
+	auth("POST /v1/apps", a.createApp)
+	auth("GET /v1/apps/{app}", a.appInfo)
+	auth("DELETE /v1/apps/{app}", a.destroyApp)
+	auth("POST /v1/apps/{app}/deploys", a.deploy)
+	auth("GET /v1/apps/{app}/config", a.getConfig)
+	auth("PATCH /v1/apps/{app}/config", a.patchConfig)
+	auth("GET /v1/apps/{app}/formation", a.getFormation)
+	auth("PATCH /v1/apps/{app}/formation", a.scale)
+	auth("GET /v1/apps/{app}/ps", a.ps)
+	auth("POST /v1/apps/{app}/restart", a.restart)
+	auth("GET /v1/apps/{app}/releases", a.listReleases)
+	auth("GET /v1/apps/{app}/releases/{version}", a.getRelease)
+	auth("POST /v1/apps/{app}/rollback", a.rollback)
+	auth("GET /v1/apps/{app}/logs", a.logs)
+	auth("GET /v1/apps/{app}/domains", a.listDomains)
+	auth("POST /v1/apps/{app}/domains", a.addDomain)
+	auth("DELETE /v1/apps/{app}/domains/{hostname}", a.removeDomain)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, skiff.Errorf(skiff.KindNotFound, "docs/api.md lists the routes", "no such route: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
+	roles := a.cfg.Health()
+	status, code := "ok", http.StatusOK
+	for _, ok := range roles {
+		if !ok {
+			status, code = "starting", http.StatusServiceUnavailable
+		}
+	}
+	writeJSON(w, code, map[string]any{"status": status, "roles": roles})
+}
+
+func (a *API) whoami(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
+	writeJSON(w, http.StatusOK, skiff.WhoAmI{User: tok.User, Admin: tok.Admin})
+}
+
+// statusOf maps an error kind to its HTTP status.
+func statusOf(k skiff.Kind) int {
+	switch k {
+	case skiff.KindInvalid:
+		return http.StatusBadRequest
+	case skiff.KindUnauthorized:
+		return http.StatusUnauthorized
+	case skiff.KindForbidden:
+		return http.StatusForbidden
+	case skiff.KindNotFound:
+		return http.StatusNotFound
+	case skiff.KindConflict:
+		return http.StatusConflict
+	case skiff.KindTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case skiff.KindFailed:
+		return http.StatusUnprocessableEntity
+	case skiff.KindUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// apiError turns any error into the body clients see. Errors that are not
+// a skiff.Error are faults of the platform: their text is not shown.
+func apiError(err error) (int, skiff.APIError) {
+	var e *skiff.Error
+	if errors.As(err, &e) {
+		return statusOf(e.Kind), skiff.APIError{Error: e.Error(), Code: e.Kind, Hint: e.Hint}
+	}
+	kind := skiff.KindOf(err)
+	if kind == skiff.KindInternal {
+		return http.StatusInternalServerError, skiff.APIError{Error: "internal error: " + err.Error(), Code: kind,
+			Hint: "this is a fault of the platform; the server log has details"}
+	}
+	return statusOf(kind), skiff.APIError{Error: err.Error(), Code: kind}
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	status, body := apiError(err)
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// readJSON decodes a small JSON body into v, refusing unknown fields.
+func readJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return skiff.Errorf(skiff.KindInvalid, "send a JSON body as docs/api.md describes", "malformed request body: %v", err)
+	}
+	return nil
+}
+
+// app loads the app named in the request path.
+func (a *API) app(r *http.Request) (skiff.App, uint64, error) {
+	name := r.PathValue("app")
+	if err := skiff.ValidateAppName(name); err != nil {
+		return skiff.App{}, 0, err
+	}
+	app, rev, err := a.st.Apps.Get(r.Context(), name)
+	if errors.Is(err, skiff.ErrNotFound) {
+		return app, 0, skiff.Errorf(skiff.KindNotFound, "skiff apps lists your apps; skiff apps create "+name+" makes it",
+			"no app named %s", name)
+	}
+	return app, rev, err
+}
+
+// appURL is where the app answers through the router.
+func (a *API) appURL(app string) string {
+	host := skiff.AppHost(app, a.cfg.Domain)
+	if a.cfg.RouterPort != 0 && a.cfg.RouterPort != 80 {
+		host += ":" + strconv.Itoa(a.cfg.RouterPort)
+	}
+	return "http://" + host
+}
+
+// stream writes NDJSON messages, flushing each.
+type stream struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+	mu sync.Mutex
+}
+
+func newStream(w http.ResponseWriter) *stream {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	return &stream{w: w, rc: http.NewResponseController(w)}
+}
+
+func (s *stream) send(v any, flush bool) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.w.Write(append(data, '\n')); err != nil {
+		return err
+	}
+	if flush {
+		return s.rc.Flush()
+	}
+	return nil
+}
+
+func (s *stream) line(format string, args ...any) {
+	_ = s.send(skiff.StreamMessage{Type: "line", Line: fmt.Sprintf(format, args...)}, true)
+}
+
+func (s *stream) fail(err error) {
+	_, body := apiError(err)
+	_ = s.send(skiff.StreamMessage{Type: "error", Error: body.Error, Code: body.Code, Hint: body.Hint}, true)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func joinSorted(keys []string) string { return strings.Join(keys, ", ") }

@@ -1,0 +1,179 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skiff-paas/skiff/internal/skiff"
+	"github.com/skiff-paas/skiff/internal/store"
+)
+
+func (a *API) listApps(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
+	apps, err := a.st.Apps.Values(r.Context(), "")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	sort.Slice(apps, func(i, j int) bool { return apps[i].Name < apps[j].Name })
+	out := make([]skiff.AppInfo, 0, len(apps))
+	for _, app := range apps {
+		info, err := a.info(r.Context(), app)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		out = append(out, info)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *API) createApp(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
+	var req skiff.CreateAppRequest
+	if err := readJSON(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := skiff.ValidateAppName(req.Name); err != nil {
+		writeError(w, err)
+		return
+	}
+	app := skiff.App{Name: req.Name, CreatedAt: time.Now().UTC()}
+	if _, err := a.st.Apps.Create(r.Context(), app.Name, app); errors.Is(err, skiff.ErrConflict) {
+		writeError(w, skiff.Errorf(skiff.KindConflict, "choose another name, or use it: skiff apps info "+app.Name,
+			"app %s already exists", app.Name))
+		return
+	} else if err != nil {
+		writeError(w, err)
+		return
+	}
+	a.st.Emit(skiff.Event{App: app.Name, Type: skiff.EventAppCreated, Actor: tok.User, Message: "App created by " + tok.User})
+	info, err := a.info(r.Context(), app)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, info)
+}
+
+func (a *API) appInfo(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
+	app, _, err := a.app(r)
+	if err == nil {
+		var info skiff.AppInfo
+		if info, err = a.info(r.Context(), app); err == nil {
+			writeJSON(w, http.StatusOK, info)
+			return
+		}
+	}
+	writeError(w, err)
+}
+
+// info gathers what the API shows of an app.
+func (a *API) info(ctx context.Context, app skiff.App) (skiff.AppInfo, error) {
+	info := skiff.AppInfo{Name: app.Name, CreatedAt: app.CreatedAt, URL: a.appURL(app.Name), Current: app.Current,
+		Domains: []string{}, Formation: map[string]int{}, Instances: map[skiff.InstanceState]int{}}
+	rels, err := a.st.ListReleases(ctx, app.Name)
+	if err != nil {
+		return info, err
+	}
+	if len(rels) > 0 {
+		info.Latest = rels[len(rels)-1].Version
+	}
+	formation, err := a.formation(ctx, app.Name)
+	if err != nil {
+		return info, err
+	}
+	if base, ok := store.BaseRelease(rels, app.Current); ok {
+		info.ImageSize = base.Image.Size
+		for _, t := range base.ProcessTypes() {
+			info.Formation[t] = formation.Count(t)
+		}
+	}
+	domains, err := a.domainsOf(ctx, app.Name)
+	if err != nil {
+		return info, err
+	}
+	for _, d := range domains {
+		info.Domains = append(info.Domains, d.Hostname)
+	}
+	insts, err := a.st.Instances.Values(ctx, app.Name+".*")
+	if err != nil {
+		return info, err
+	}
+	for _, i := range insts {
+		info.Instances[i.State]++
+	}
+	return info, nil
+}
+
+func (a *API) destroyApp(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
+	app, _, err := a.app(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if r.URL.Query().Get("confirm") != app.Name {
+		writeError(w, skiff.Errorf(skiff.KindInvalid, fmt.Sprintf("repeat the name to confirm: skiff apps destroy %s --confirm %s", app.Name, app.Name),
+			"destroying %s deletes its releases, config, domains and logs, and stops its processes", app.Name))
+		return
+	}
+	if err := a.destroy(r.Context(), app.Name); err != nil {
+		writeError(w, err)
+		return
+	}
+	a.st.Emit(skiff.Event{App: app.Name, Type: skiff.EventAppDestroyed, Actor: tok.User, Message: "App destroyed by " + tok.User})
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// destroy removes an app and everything it owns. The app record goes
+// first: from then on the scheduler retires its instances and nothing new
+// can be released for it.
+func (a *API) destroy(ctx context.Context, name string) error {
+	if err := a.st.Apps.Delete(ctx, name); err != nil {
+		return err
+	}
+	rels, err := a.st.ListReleases(ctx, name)
+	if err != nil {
+		return err
+	}
+	images := map[string]bool{}
+	for _, rel := range rels {
+		images[rel.Image.Object] = true
+		if err := a.st.Releases.Delete(ctx, skiff.ReleaseKey(name, rel.Version)); err != nil {
+			return err
+		}
+	}
+	for obj := range images {
+		if obj == "" {
+			continue
+		}
+		if err := a.st.Slugs.Delete(ctx, obj); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			return err
+		}
+	}
+	domains, err := a.domainsOf(ctx, name)
+	if err != nil {
+		return err
+	}
+	for _, d := range domains {
+		if err := a.st.Domains.Delete(ctx, d.Hostname); err != nil {
+			return err
+		}
+	}
+	if err := a.st.Configs.Delete(ctx, name); err != nil {
+		return err
+	}
+	if err := a.st.Formations.Delete(ctx, name); err != nil {
+		return err
+	}
+	logs, err := a.st.JS.Stream(ctx, skiff.StreamLogs)
+	if err == nil {
+		err = logs.Purge(ctx, jetstream.WithPurgeSubject(skiff.LogSubject(name, "*", ">")))
+	}
+	return err
+}

@@ -1,0 +1,74 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/skiff-paas/skiff/internal/secret"
+	"github.com/skiff-paas/skiff/internal/skiff"
+	"github.com/skiff-paas/skiff/internal/store"
+)
+
+// hashToken is the key a token is stored under: the bus holds no token
+// that could be used as it is.
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+func (a *API) authenticated(h func(http.ResponseWriter, *http.Request, skiff.Token)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		const hint = "log in with skiff login --api URL --token TOKEN; the admin token is in the server's DATA/admin.token"
+		raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		raw = strings.TrimSpace(raw)
+		if !ok || raw == "" {
+			writeError(w, skiff.Errorf(skiff.KindUnauthorized, hint, "no API token given"))
+			return
+		}
+		tok, _, err := a.st.Tokens.Get(r.Context(), hashToken(raw))
+		if errors.Is(err, skiff.ErrNotFound) {
+			writeError(w, skiff.Errorf(skiff.KindUnauthorized, hint, "unknown API token"))
+			return
+		}
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		h(w, r, tok)
+	}
+}
+
+// BootstrapAdmin makes sure an admin token exists: the one in the file at
+// path if there is one, else a new one written there (mode 0600). It
+// reports whether the token was created.
+func BootstrapAdmin(ctx context.Context, st *store.Store, path string) (token string, created bool, err error) {
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		token = strings.TrimSpace(string(data))
+		if token == "" {
+			return "", false, fmt.Errorf("admin token file %s is empty: delete it to make a new token", path)
+		}
+	case errors.Is(err, os.ErrNotExist):
+		token, created = secret.Token(24), true
+	default:
+		return "", false, fmt.Errorf("read admin token: %w", err)
+	}
+	_, err = st.Tokens.Create(ctx, hashToken(token), skiff.Token{User: "admin", Admin: true, CreatedAt: time.Now().UTC()})
+	if err != nil && !errors.Is(err, skiff.ErrConflict) {
+		return "", false, err
+	}
+	if created {
+		if err := secret.WriteFileExclusive(path, []byte(token+"\n")); err != nil {
+			return "", false, fmt.Errorf("write admin token: %w", err)
+		}
+	}
+	return token, created, nil
+}

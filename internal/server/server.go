@@ -1,0 +1,325 @@
+// Package server wires the roles of `skiff server` together: it starts the
+// embedded bus, opens the state, builds each role from its config and runs
+// them until the context ends. It is the one package besides main that
+// knows every role.
+//
+// Start and stop order:
+//
+//	bus ─► state ─► admin token ─► router, api, builder, scheduler, agent (in parallel)
+//	ctx ends ─► every role returns (the agent stops its instances) ─► bus shuts down
+//
+// If a role fails, the others are stopped and Run returns its error.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/skiff-paas/skiff/internal/agent"
+	"github.com/skiff-paas/skiff/internal/api"
+	"github.com/skiff-paas/skiff/internal/archive"
+	"github.com/skiff-paas/skiff/internal/build"
+	"github.com/skiff-paas/skiff/internal/bus"
+	"github.com/skiff-paas/skiff/internal/image"
+	"github.com/skiff-paas/skiff/internal/router"
+	"github.com/skiff-paas/skiff/internal/scheduler"
+	"github.com/skiff-paas/skiff/internal/secret"
+	"github.com/skiff-paas/skiff/internal/skiff"
+	"github.com/skiff-paas/skiff/internal/store"
+)
+
+// Config is everything `skiff server` is told by its flags.
+type Config struct {
+	// DataDir holds the bus's files, keys, images and instance directories.
+	DataDir string
+	// Roles to run; empty means all of them.
+	Roles      []string
+	NodeName   string
+	APIAddr    string
+	RouterAddr string
+	SSHAddr    string
+	// BusAddr, when set, is where the bus listens for other processes.
+	BusAddr string
+	// Domain: apps answer at NAME.Domain.
+	Domain string
+	// AgentAddr is the host routers reach this node's instances at.
+	AgentAddr string
+
+	BootTimeout  time.Duration
+	StopGrace    time.Duration
+	DrainDelay   time.Duration
+	BuildTimeout time.Duration
+	MaxUpload    int64
+
+	Logger *slog.Logger
+	// Out receives the messages meant for the person who started the
+	// server: where the admin token is, and how to log in.
+	Out io.Writer
+}
+
+// AllRoles are the roles `skiff server` runs by default.
+var AllRoles = []string{skiff.RoleBus, skiff.RoleAPI, skiff.RoleBuilder, skiff.RoleScheduler, skiff.RoleAgent, skiff.RoleRouter}
+
+// role is what the server needs of every role.
+type role interface {
+	Run(ctx context.Context) error
+	Ready() bool
+}
+
+func (c *Config) setDefaults() error {
+	if c.DataDir == "" {
+		return errors.New("server: a data directory is required (--data)")
+	}
+	if len(c.Roles) == 0 {
+		c.Roles = AllRoles
+	}
+	for _, r := range c.Roles {
+		if !contains(AllRoles, r) && r != skiff.RoleSSH {
+			return fmt.Errorf("server: unknown role %q: the roles are %s", r, strings.Join(AllRoles, ", "))
+		}
+	}
+	if !contains(c.Roles, skiff.RoleBus) {
+		return errors.New("server: joining a remote bus comes with multi-node support; run the bus role here")
+	}
+	if c.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return err
+		}
+		c.NodeName = h
+	}
+	if c.Domain == "" {
+		c.Domain = "localhost"
+	}
+	if c.AgentAddr == "" {
+		c.AgentAddr = "127.0.0.1"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Out == nil {
+		c.Out = io.Discard
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Run starts the server and runs it until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.setDefaults(); err != nil {
+		return err
+	}
+	log := cfg.Logger
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("server: data directory: %w", err)
+	}
+	busToken, err := secret.LoadOrCreateKey(filepath.Join(cfg.DataDir, "bus.key"))
+	if err != nil {
+		return err
+	}
+	key, err := secret.LoadOrCreateKey(filepath.Join(cfg.DataDir, "secret.key"))
+	if err != nil {
+		return err
+	}
+	box, err := secret.New(key)
+	if err != nil {
+		return err
+	}
+
+	b, err := bus.New(bus.Config{Dir: filepath.Join(cfg.DataDir, "bus"), Name: cfg.NodeName, Listen: cfg.BusAddr,
+		Token: fmt.Sprintf("%x", busToken), Logger: log.With("role", "bus")})
+	if err != nil {
+		return err
+	}
+	if err := b.Start(time.Minute); err != nil {
+		return err
+	}
+	defer b.Shutdown()
+	nc, err := b.Connect(cfg.NodeName)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	st, err := store.Open(ctx, nc, box, store.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+
+	roles, err := newRoles(ctx, cfg, st)
+	if err != nil {
+		return err
+	}
+	names := make([]string, 0, len(roles))
+	for name := range roles {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(roles))
+	for _, name := range names {
+		wg.Add(1)
+		go func(name string, r role) {
+			defer wg.Done()
+			if err := r.Run(ctx); err != nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}(name, roles[name])
+	}
+	go announce(ctx, cfg, roles, log)
+	wg.Wait()
+	close(errs)
+	return errors.Join(collect(errs)...)
+}
+
+func collect(ch <-chan error) []error {
+	var out []error
+	for err := range ch {
+		out = append(out, err)
+	}
+	return out
+}
+
+// newRoles constructs the roles this node runs.
+func newRoles(ctx context.Context, cfg Config, st *store.Store) (map[string]role, error) {
+	log := cfg.Logger
+	has := func(r string) bool { return contains(cfg.Roles, r) }
+	roles := map[string]role{}
+	images, err := image.NewCache(filepath.Join(cfg.DataDir, "images"))
+	if err != nil {
+		return nil, err
+	}
+	routerPort := 0
+	if has(skiff.RoleRouter) {
+		r, err := router.New(router.Config{Addr: cfg.RouterAddr, Domain: cfg.Domain, Logger: log}, st)
+		if err != nil {
+			return nil, err
+		}
+		roles[skiff.RoleRouter] = r
+		routerPort = portOf(r.Addr())
+	} else if cfg.RouterAddr != "" {
+		routerPort = portOf(cfg.RouterAddr)
+	}
+	if has(skiff.RoleScheduler) {
+		s, err := scheduler.New(scheduler.Config{Node: cfg.NodeName, BootTimeout: cfg.BootTimeout, Logger: log}, st)
+		if err != nil {
+			return nil, err
+		}
+		roles[skiff.RoleScheduler] = s
+	}
+	if has(skiff.RoleAgent) {
+		a, err := agent.New(agent.Config{
+			Node: cfg.NodeName, Addr: cfg.AgentAddr, Dir: filepath.Join(cfg.DataDir, "agent"), Images: images,
+			Roles: cfg.Roles, StopGrace: cfg.StopGrace, DrainDelay: cfg.DrainDelay, Logger: log,
+		}, st)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("agent driver", "driver", a.DriverName())
+		roles[skiff.RoleAgent] = a
+	}
+	if has(skiff.RoleBuilder) {
+		b, err := build.New(build.Config{Name: cfg.NodeName, WorkDir: filepath.Join(cfg.DataDir, "builds"), Images: images,
+			Timeout: cfg.BuildTimeout, Logger: log}, st)
+		if err != nil {
+			return nil, err
+		}
+		roles[skiff.RoleBuilder] = b
+	}
+	if has(skiff.RoleAPI) {
+		tokenPath := filepath.Join(cfg.DataDir, "admin.token")
+		_, created, err := api.BootstrapAdmin(ctx, st, tokenPath)
+		if err != nil {
+			return nil, err
+		}
+		a, err := api.New(api.Config{
+			Addr: cfg.APIAddr, Domain: cfg.Domain, RouterPort: routerPort, WorkDir: filepath.Join(cfg.DataDir, "uploads"),
+			MaxUpload: cfg.MaxUpload, Limits: archive.Limits{}, BootTimeout: cfg.BootTimeout, Logger: log,
+			Health: func() map[string]bool {
+				out := map[string]bool{skiff.RoleBus: true}
+				for name, r := range roles {
+					out[name] = r.Ready()
+				}
+				return out
+			},
+		}, st)
+		if err != nil {
+			return nil, err
+		}
+		roles[skiff.RoleAPI] = a
+		if created {
+			fmt.Fprintf(cfg.Out, "Created the admin API token in %s (mode 0600).\n", tokenPath)
+		}
+		fmt.Fprintf(cfg.Out, "Log in with:\n  skiff login --api http://%s --token $(cat %s)\n", dialable(a.Addr()), tokenPath)
+	}
+	return roles, nil
+}
+
+// announce says once when every role is ready.
+func announce(ctx context.Context, cfg Config, roles map[string]role, log *slog.Logger) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ready := true
+		for _, r := range roles {
+			ready = ready && r.Ready()
+		}
+		if ready {
+			log.Info("ready", "node", cfg.NodeName, "roles", strings.Join(cfg.Roles, ","))
+			if r, ok := roles[skiff.RoleRouter].(*router.Router); ok {
+				fmt.Fprintf(cfg.Out, "Skiff is ready. Apps answer at http://NAME.%s:%d\n", cfg.Domain, portOf(r.Addr()))
+			} else {
+				fmt.Fprintln(cfg.Out, "Skiff is ready.")
+			}
+			return
+		}
+	}
+}
+
+func portOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// dialable turns a listen address into one a client can dial.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
