@@ -175,42 +175,19 @@ func (a *API) whoami(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 	writeJSON(w, http.StatusOK, skiff.WhoAmI{User: tok.User, Admin: tok.Admin})
 }
 
-// statusOf maps an error kind to its HTTP status.
-func statusOf(k skiff.Kind) int {
-	switch k {
-	case skiff.KindInvalid:
-		return http.StatusBadRequest
-	case skiff.KindUnauthorized:
-		return http.StatusUnauthorized
-	case skiff.KindForbidden:
-		return http.StatusForbidden
-	case skiff.KindNotFound:
-		return http.StatusNotFound
-	case skiff.KindConflict:
-		return http.StatusConflict
-	case skiff.KindTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case skiff.KindFailed:
-		return http.StatusUnprocessableEntity
-	case skiff.KindUnavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
-
 // apiError turns any error into the body clients see. Errors that are not
 // a skiff.Error are faults of the platform: their text is not shown.
 func apiError(err error) (int, skiff.APIError) {
 	var e *skiff.Error
 	if errors.As(err, &e) {
-		return statusOf(e.Kind), skiff.APIError{Error: e.Error(), Code: e.Kind, Hint: e.Hint}
+		return e.Kind.HTTPStatus(), skiff.APIError{Error: e.Error(), Code: e.Kind, Hint: e.Hint}
 	}
 	kind := skiff.KindOf(err)
 	if kind == skiff.KindInternal {
 		return http.StatusInternalServerError, skiff.APIError{Error: "internal error: " + err.Error(), Code: kind,
 			Hint: "this is a fault of the platform; the server log has details"}
 	}
-	return statusOf(kind), skiff.APIError{Error: err.Error(), Code: kind}
+	return kind.HTTPStatus(), skiff.APIError{Error: err.Error(), Code: kind}
 }
 
 func writeError(w http.ResponseWriter, err error) {

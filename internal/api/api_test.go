@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"archive/tar"
@@ -8,46 +8,31 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/skiff-paas/skiff/internal/bus/bustest"
-	"github.com/skiff-paas/skiff/internal/secret"
+	"github.com/skiff-paas/skiff/internal/api"
+	"github.com/skiff-paas/skiff/internal/api/apitest"
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
 )
 
 type env struct {
 	t     *testing.T
-	srv   *httptest.Server
+	url   string
 	st    *store.Store
 	token string
 }
 
 func start(t *testing.T) *env {
 	t.Helper()
-	box, _ := secret.New(make([]byte, secret.KeySize))
-	st, err := store.Open(context.Background(), bustest.Start(t), box, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	token, created, err := BootstrapAdmin(context.Background(), st, filepath.Join(dir, "admin.token"))
-	if err != nil || !created {
-		t.Fatalf("bootstrap: %v %v", created, err)
-	}
-	if again, created, err := BootstrapAdmin(context.Background(), st, filepath.Join(dir, "admin.token")); err != nil || created || again != token {
+	srv := apitest.Start(t, api.Config{Domain: "apps.test", RouterPort: 8080, MaxUpload: 4096})
+	again, created, err := api.BootstrapAdmin(context.Background(), srv.Store, filepath.Join(srv.Dir, "admin.token"))
+	if err != nil || created || again != srv.Token {
 		t.Fatalf("second bootstrap made a new token: %v %v", created, err)
 	}
-	a, err := New(Config{Addr: "127.0.0.1:0", Domain: "apps.test", RouterPort: 8080, WorkDir: dir, MaxUpload: 4096}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(a.Handler())
-	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, st: st, token: token}
+	return &env{t: t, url: srv.URL, st: srv.Store, token: srv.Token}
 }
 
 // do sends a request and decodes a JSON answer into out, returning the
@@ -64,7 +49,7 @@ func (e *env) do(method, path string, body any, out any) (int, skiff.APIError) {
 		data, _ := json.Marshal(b)
 		r = bytes.NewReader(data)
 	}
-	req, _ := http.NewRequest(method, e.srv.URL+path, r)
+	req, _ := http.NewRequest(method, e.url+path, r)
 	req.Header.Set("Content-Type", ctype)
 	if e.token != "" {
 		req.Header.Set("Authorization", "Bearer "+e.token)

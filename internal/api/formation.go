@@ -219,11 +219,8 @@ func (a *API) ps(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
-		if (a.Type == "web") != (b.Type == "web") {
-			return a.Type == "web"
-		}
 		if a.Type != b.Type {
-			return a.Type < b.Type
+			return skiff.TypeLess(a.Type, b.Type)
 		}
 		if idx := indexOf(a.Name) - indexOf(b.Name); idx != 0 {
 			return idx < 0

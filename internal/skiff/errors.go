@@ -29,6 +29,37 @@ const (
 	KindInternal     Kind = "internal"     // a fault of the platform
 )
 
+// kindStatus is the HTTP status of each kind; KindInternal is 500.
+var kindStatus = map[Kind]int{
+	KindInvalid:      400,
+	KindUnauthorized: 401,
+	KindForbidden:    403,
+	KindNotFound:     404,
+	KindConflict:     409,
+	KindTooLarge:     413,
+	KindFailed:       422,
+	KindUnavailable:  503,
+}
+
+// HTTPStatus is the HTTP status the API answers errors of kind k with.
+func (k Kind) HTTPStatus() int {
+	if s, ok := kindStatus[k]; ok {
+		return s
+	}
+	return 500
+}
+
+// KindOfStatus is the kind of an HTTP error status: the inverse of
+// HTTPStatus, for answers that carry no kind of their own.
+func KindOfStatus(status int) Kind {
+	for k, s := range kindStatus {
+		if s == status {
+			return k
+		}
+	}
+	return KindInternal
+}
+
 // Error is a failure worth showing to a user: what went wrong (Message) and
 // what to do about it (Hint). Err, when set, is the underlying cause.
 type Error struct {

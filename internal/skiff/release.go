@@ -62,17 +62,26 @@ func (r Release) Label() string { return VersionLabel(r.Version) }
 
 // ProcessTypes lists the release's process types, sorted with web first.
 func (r Release) ProcessTypes() []string {
-	types := make([]string, 0, len(r.Processes))
-	for t := range r.Processes {
+	return SortedTypes(r.Processes)
+}
+
+// SortedTypes lists the keys of a map of process types, web first and
+// then by name.
+func SortedTypes[V any](m map[string]V) []string {
+	types := make([]string, 0, len(m))
+	for t := range m {
 		types = append(types, t)
 	}
-	sort.Slice(types, func(i, j int) bool {
-		if (types[i] == "web") != (types[j] == "web") {
-			return types[i] == "web"
-		}
-		return types[i] < types[j]
-	})
+	sort.Slice(types, func(i, j int) bool { return TypeLess(types[i], types[j]) })
 	return types
+}
+
+// TypeLess orders process types: web first, then by name.
+func TypeLess(a, b string) bool {
+	if (a == "web") != (b == "web") {
+		return a == "web"
+	}
+	return a < b
 }
 
 // VersionLabel formats a release version as "v3".

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skiff-paas/skiff/internal/server"
+)
+
+func defaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/skiff"
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "skiff")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "share", "skiff")
+}
+
+func serverCommand() *cobra.Command {
+	var cfg server.Config
+	var roles, logLevel string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the Skiff platform on this machine",
+		Long: `Run the Skiff platform: by default every role (bus, api, builder, scheduler,
+agent, router) in this one process, with an embedded bus whose state lives in
+the data directory. On first start it creates an admin API token in
+DATA/admin.token and prints how to log in.
+
+SIGTERM or Ctrl-C stops it cleanly: the app processes are stopped, and on the
+next start every app comes back as it was.`,
+		Example: `  skiff server
+  skiff server --data /var/lib/skiff --domain apps.example.com --router-addr :80`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			cfg.Out = cmd.OutOrStdout()
+			if roles != "" {
+				cfg.Roles = strings.Split(roles, ",")
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			err := server.Run(ctx, cfg)
+			if err == nil {
+				fmt.Fprintln(cmd.OutOrStdout(), "Skiff stopped.")
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data", defaultDataDir(), "data directory: state, images, keys")
+	f.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:7070", "address of the HTTP API")
+	f.StringVar(&cfg.RouterAddr, "router-addr", ":8080", "address the router serves apps on")
+	f.StringVar(&cfg.SSHAddr, "ssh-addr", ":2222", "address of the SSH endpoint for git push (not yet served)")
+	f.StringVar(&cfg.BusAddr, "bus-addr", "", "address the bus listens on for other nodes (default: none, in-process only)")
+	f.StringVar(&cfg.Domain, "domain", "localhost", "apps answer at NAME.DOMAIN")
+	f.StringVar(&cfg.NodeName, "node-name", "", "name of this node (default: the hostname)")
+	f.StringVar(&roles, "roles", "", "comma-separated roles to run (default: all)")
+	f.DurationVar(&cfg.BootTimeout, "boot-timeout", 60*time.Second, "how long a release's processes may take to come up")
+	f.DurationVar(&cfg.StopGrace, "stop-grace", 30*time.Second, "how long a process has to exit after SIGTERM before SIGKILL")
+	f.DurationVar(&cfg.DrainDelay, "drain-delay", 2*time.Second, "how long a retired web process keeps serving requests under way")
+	f.DurationVar(&cfg.BuildTimeout, "build-timeout", 15*time.Minute, "how long a build may take")
+	f.Int64Var(&cfg.MaxUpload, "max-upload", 512<<20, "largest deploy upload accepted, in bytes")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
