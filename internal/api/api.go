@@ -98,6 +98,9 @@ func New(cfg Config, st *store.Store) (*API, error) {
 // Addr is the address the API listens on.
 func (a *API) Addr() string { return a.listener.Addr().String() }
 
+// Close releases the listener of an API that will not Run.
+func (a *API) Close() error { return a.listener.Close() }
+
 // Ready reports whether the API serves requests.
 func (a *API) Ready() bool { return a.ready.Load() }
 

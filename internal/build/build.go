@@ -5,7 +5,7 @@
 // builder of the queue group. The builder answers at once (so the caller
 // knows a builder has it), then streams output lines on the build's output
 // subject and ends with a skiff.BuildResult on its done subject. Builds of
-// one app run one at a time, in arrival order; builds of different apps run
+// one app run one at a time; builds of different apps run
 // in parallel up to Config.Concurrency.
 //
 // Steps: fetch the archive from the sources store, unpack it with every
@@ -125,7 +125,11 @@ func (b *Builder) Run(ctx context.Context) error {
 	b.ready.Store(true)
 	<-ctx.Done()
 	b.ready.Store(false)
-	_ = sub.Drain()
+	// Unsubscribe before waiting: no callback may start a build once the
+	// wait begins.
+	if err := sub.Unsubscribe(); err != nil {
+		b.log.Warn("unsubscribe", "err", err)
+	}
 	return nil
 }
 
@@ -151,22 +155,30 @@ func (b *Builder) run(ctx context.Context, req skiff.BuildRequest) {
 	lock := b.appLock(req.App)
 	lock.Lock()
 	defer lock.Unlock()
+	var res skiff.BuildResult
+	var err error
 	select {
 	case b.slots <- struct{}{}:
 		defer func() { <-b.slots }()
 	case <-ctx.Done():
-		return
+		err = ctx.Err()
 	}
 
+	started := time.Now()
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	started := time.Now()
-	b.st.Emit(skiff.Event{App: req.App, Type: skiff.EventBuildStarted, Component: "build", Actor: req.Actor,
-		Message: "Build started by " + orSomeone(req.Actor)})
-	res, err := b.build(ctx, req, out)
+	if err == nil {
+		b.st.Emit(skiff.Event{App: req.App, Type: skiff.EventBuildStarted, Component: "build", Actor: req.Actor,
+			Message: "Build started by " + orSomeone(req.Actor)})
+		res, err = b.build(ctx, req, out)
+	}
 	res.ID = req.ID
 	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if parent.Err() != nil {
+			err = skiff.Errorf(skiff.KindUnavailable, "push or deploy again once the server is back",
+				"the builder stopped before the build finished")
+		} else if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = skiff.Errorf(skiff.KindFailed, "make the build faster, or raise the builder's timeout (skiff server --build-timeout)",
 				"build timed out after %s", b.cfg.Timeout)
 		}
@@ -184,6 +196,7 @@ func (b *Builder) run(ctx context.Context, req skiff.BuildRequest) {
 		b.st.Emit(skiff.Event{App: req.App, Type: skiff.EventBuildSucceeded, Component: "build", Actor: req.Actor, Release: res.Release,
 			Message: fmt.Sprintf("Build succeeded in %s: release %s", time.Since(started).Round(time.Millisecond), skiff.VersionLabel(res.Release))})
 	}
+	b.deleteSource(req.Source)
 	data, _ := json.Marshal(res)
 	if err := b.st.NC.Publish(skiff.BuildDoneSubject(req.ID), data); err != nil {
 		log.Warn("build result dropped", "err", err)
@@ -204,7 +217,6 @@ func (b *Builder) build(ctx context.Context, req skiff.BuildRequest, out func(st
 		return res, err
 	}
 	defer os.RemoveAll(work)
-	defer b.deleteSource(req.Source)
 
 	out("-----> Building %s (build %s)", req.App, req.ID)
 	src := filepath.Join(work, "app")

@@ -41,8 +41,9 @@ type Config struct {
 
 // Bus is a running embedded NATS server.
 type Bus struct {
-	cfg Config
-	srv *server.Server
+	cfg   Config
+	srv   *server.Server
+	fatal chan string // the server's first fatal error, such as a port in use
 }
 
 // New validates cfg and creates, but does not start, the server.
@@ -85,17 +86,27 @@ func New(cfg Config) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: %w", err)
 	}
-	srv.SetLoggerV2(slogAdapter{cfg.Logger}, false, false, false)
-	return &Bus{cfg: cfg, srv: srv}, nil
+	b := &Bus{cfg: cfg, srv: srv, fatal: make(chan string, 1)}
+	srv.SetLoggerV2(slogAdapter{cfg.Logger, b.fatal}, false, false, false)
+	return b, nil
 }
 
 // Start runs the server and waits until it accepts connections and
 // JetStream has recovered its state.
 func (b *Bus) Start(timeout time.Duration) error {
 	go b.srv.Start()
-	if !b.srv.ReadyForConnections(timeout) {
-		b.srv.Shutdown()
-		return fmt.Errorf("bus: not ready after %s", timeout)
+	deadline := time.Now().Add(timeout)
+	for !b.srv.ReadyForConnections(100 * time.Millisecond) {
+		select {
+		case msg := <-b.fatal:
+			b.srv.Shutdown()
+			return fmt.Errorf("bus: %s", msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			b.srv.Shutdown()
+			return fmt.Errorf("bus: not ready after %s", timeout)
+		}
 	}
 	return nil
 }
@@ -126,11 +137,22 @@ func (b *Bus) Shutdown() {
 }
 
 // slogAdapter turns the server's printf-style logger into slog records.
-type slogAdapter struct{ log *slog.Logger }
+// Fatal messages are also handed to fatal, when there is room.
+type slogAdapter struct {
+	log   *slog.Logger
+	fatal chan<- string
+}
 
 func (a slogAdapter) Noticef(f string, v ...any) { a.log.Debug(fmt.Sprintf(f, v...)) }
 func (a slogAdapter) Warnf(f string, v ...any)   { a.log.Warn(fmt.Sprintf(f, v...)) }
-func (a slogAdapter) Fatalf(f string, v ...any)  { a.log.Error(fmt.Sprintf(f, v...)) }
-func (a slogAdapter) Errorf(f string, v ...any)  { a.log.Error(fmt.Sprintf(f, v...)) }
-func (a slogAdapter) Debugf(f string, v ...any)  {}
-func (a slogAdapter) Tracef(f string, v ...any)  {}
+func (a slogAdapter) Fatalf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	a.log.Error(msg)
+	select {
+	case a.fatal <- msg:
+	default:
+	}
+}
+func (a slogAdapter) Errorf(f string, v ...any) { a.log.Error(fmt.Sprintf(f, v...)) }
+func (a slogAdapter) Debugf(f string, v ...any) {}
+func (a slogAdapter) Tracef(f string, v ...any) {}

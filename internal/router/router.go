@@ -107,6 +107,9 @@ func New(cfg Config, st *store.Store) (*Router, error) {
 // Addr is the address the router listens on.
 func (r *Router) Addr() string { return r.listener.Addr().String() }
 
+// Close releases the listener of a router that will not Run.
+func (r *Router) Close() error { return r.listener.Close() }
+
 // Ready reports whether the router serves with a complete routing table.
 func (r *Router) Ready() bool { return r.ready.Load() }
 

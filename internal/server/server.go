@@ -188,7 +188,11 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}(name, roles[name])
 	}
-	go announce(ctx, cfg, roles, log)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		announce(ctx, cfg, roles, log)
+	}()
 	wg.Wait()
 	close(errs)
 	return errors.Join(collect(errs)...)
@@ -203,10 +207,20 @@ func collect(ch <-chan error) []error {
 }
 
 // newRoles constructs the roles this node runs.
-func newRoles(ctx context.Context, cfg Config, st *store.Store) (map[string]role, error) {
+// If one cannot be made, those made already release what they hold.
+func newRoles(ctx context.Context, cfg Config, st *store.Store) (_ map[string]role, err error) {
 	log := cfg.Logger
 	has := func(r string) bool { return contains(cfg.Roles, r) }
 	roles := map[string]role{}
+	defer func() {
+		if err != nil {
+			for _, r := range roles {
+				if c, ok := r.(interface{ Close() error }); ok {
+					c.Close()
+				}
+			}
+		}
+	}()
 	images, err := image.NewCache(filepath.Join(cfg.DataDir, "images"))
 	if err != nil {
 		return nil, err

@@ -1,0 +1,383 @@
+package build_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/skiff-paas/skiff/internal/archive"
+	"github.com/skiff-paas/skiff/internal/build"
+	"github.com/skiff-paas/skiff/internal/bus/bustest"
+	"github.com/skiff-paas/skiff/internal/image"
+	"github.com/skiff-paas/skiff/internal/secret"
+	"github.com/skiff-paas/skiff/internal/skiff"
+	"github.com/skiff-paas/skiff/internal/store"
+)
+
+// goodApp is the smallest app that builds.
+var goodApp = map[string]string{
+	"Procfile":  "web: python3 server.py\n",
+	"server.py": "print('hello')\n",
+}
+
+// start runs a builder configured by cfg over a store on a bus of the
+// test's own, and returns the store. The builder stops when the test ends.
+func start(t *testing.T, cfg build.Config) *store.Store {
+	t.Helper()
+	box, err := secret.New(make([]byte, secret.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), bustest.Start(t), box, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.WorkDir = filepath.Join(t.TempDir(), "builds")
+	b, err := build.New(cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	eventually(t, 5*time.Second, b.Ready)
+	return st
+}
+
+// upload archives files (path -> content) as the CLI does and puts the
+// archive in the sources store as the API does, returning its name.
+func upload(t *testing.T, st *store.Store, app, id string, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := archive.Write(&buf, dir); err != nil {
+		t.Fatal(err)
+	}
+	name := app + "/" + id + ".tar.gz"
+	if _, err := st.Sources.Put(context.Background(), jetstream.ObjectMeta{Name: name}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// deploy uploads files and builds them, returning the result and the
+// output lines. A build that could not be run or followed fails the test.
+func deploy(t *testing.T, st *store.Store, req skiff.BuildRequest, files map[string]string) (skiff.BuildResult, []string) {
+	t.Helper()
+	req.Source = upload(t, st, req.App, req.ID, files)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var lines []string
+	res, err := st.Build(ctx, req, func(l string) { lines = append(lines, l) })
+	if err != nil {
+		t.Fatalf("build %s: %v", req.ID, err)
+	}
+	if res.ID != req.ID {
+		t.Fatalf("result of build %s has ID %q", req.ID, res.ID)
+	}
+	checkSourceDeleted(t, st, req.Source)
+	return res, lines
+}
+
+// checkSourceDeleted fails the test if the uploaded archive outlived its
+// build. The builder deletes it before publishing the result, so there is
+// nothing to wait for.
+func checkSourceDeleted(t *testing.T, st *store.Store, name string) {
+	t.Helper()
+	if _, err := st.Sources.GetInfo(context.Background(), name); !errors.Is(err, jetstream.ErrObjectNotFound) {
+		t.Errorf("source %s after the build: err = %v, want ErrObjectNotFound", name, err)
+	}
+}
+
+// watchEvents collects app's events from now on.
+func watchEvents(t *testing.T, st *store.Store, app string) func() []skiff.Event {
+	t.Helper()
+	sub, err := st.NC.SubscribeSync(skiff.EventSubject(app, ">"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Unsubscribe() })
+	if err := st.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var evs []skiff.Event
+	return func() []skiff.Event {
+		for {
+			m, err := sub.NextMsg(200 * time.Millisecond)
+			if err != nil {
+				return evs
+			}
+			var ev skiff.Event
+			if err := json.Unmarshal(m.Data, &ev); err != nil {
+				t.Fatal(err)
+			}
+			evs = append(evs, ev)
+		}
+	}
+}
+
+func hasEvent(evs []skiff.Event, typ string, release int) bool {
+	return slices.ContainsFunc(evs, func(ev skiff.Event) bool { return ev.Type == typ && ev.Release == release })
+}
+
+func TestBuildMakesImageAndRelease(t *testing.T) {
+	cache, err := image.NewCache(filepath.Join(t.TempDir(), "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := start(t, build.Config{Images: cache})
+	ctx := context.Background()
+	events := watchEvents(t, st, "hello")
+
+	res, lines := deploy(t, st, skiff.BuildRequest{ID: "0123456789ab", App: "hello", Actor: "ann"}, goodApp)
+	if res.Error != "" || res.Release != 1 {
+		t.Fatalf("result = %+v, want release 1 and no error; output:\n%s", res, strings.Join(lines, "\n"))
+	}
+	out := strings.Join(lines, "\n")
+	if !strings.Contains(out, "Procfile declares types -> web") {
+		t.Errorf("output does not name the process types:\n%s", out)
+	}
+	if last := lines[len(lines)-1]; last != "-----> Created release v1" {
+		t.Errorf("last line = %q, want the release", last)
+	}
+
+	rel, _, err := st.Release(ctx, "hello", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hexDigest, ok := strings.CutPrefix(rel.Image.Digest, "sha256:")
+	if !ok || len(hexDigest) != 64 || rel.Image.Size <= 0 || rel.Image.Object != "hello/"+hexDigest {
+		t.Errorf("release image = %+v", rel.Image)
+	}
+	if rel.Image != res.Image {
+		t.Errorf("release image %+v differs from the result's %+v", rel.Image, res.Image)
+	}
+	if want := map[string]string{"web": "python3 server.py"}; !maps.Equal(rel.Processes, want) {
+		t.Errorf("processes = %v, want %v", rel.Processes, want)
+	}
+	if rel.Status != skiff.ReleasePending || rel.CreatedBy != "ann" || rel.Description != "Deploy 01234567" || rel.ConfigVersion != 0 {
+		t.Errorf("release = %+v, want pending, by ann, described by the build ID, config version 0", rel)
+	}
+
+	// The slugs store holds the very image the release names.
+	obj, err := st.Slugs.Get(ctx, rel.Image.Object)
+	if err != nil {
+		t.Fatalf("image object: %v", err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, obj)
+	obj.Close()
+	if err != nil || n != rel.Image.Size || hex.EncodeToString(h.Sum(nil)) != hexDigest {
+		t.Errorf("stored image: %d bytes, sha256 %x, %v; want %d bytes, %s", n, h.Sum(nil), err, rel.Image.Size, hexDigest)
+	}
+
+	// The local cache got it too, with the app's files in it.
+	root, err := cache.Unpacked(ctx, rel.Image.Digest)
+	if err != nil {
+		t.Fatalf("image not handed to the local cache: %v", err)
+	}
+	if data, err := os.ReadFile(filepath.Join(root, "server.py")); err != nil || string(data) != goodApp["server.py"] {
+		t.Errorf("server.py in the image = %q, %v", data, err)
+	}
+
+	evs := events()
+	for _, typ := range []string{skiff.EventBuildStarted, skiff.EventReleaseCreated, skiff.EventBuildSucceeded} {
+		release := 1
+		if typ == skiff.EventBuildStarted {
+			release = 0
+		}
+		if !hasEvent(evs, typ, release) {
+			t.Errorf("no %s event for release %d among %+v", typ, release, evs)
+		}
+	}
+}
+
+func TestSecondBuildTakesCurrentConfig(t *testing.T) {
+	st := start(t, build.Config{})
+	ctx := context.Background()
+	if res, lines := deploy(t, st, skiff.BuildRequest{ID: "first", App: "hello"}, goodApp); res.Release != 1 {
+		t.Fatalf("first build = %+v\n%s", res, strings.Join(lines, "\n"))
+	}
+	vars := map[string]string{"DATABASE_URL": "postgres://db/hello"}
+	if _, _, _, err := st.UpdateConfig(ctx, "hello", func(m map[string]string) error {
+		maps.Copy(m, vars)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	res, lines := deploy(t, st, skiff.BuildRequest{ID: "second", App: "hello", Description: "fix the thing"}, goodApp)
+	if res.Error != "" || res.Release != 2 || lines[len(lines)-1] != "-----> Created release v2" {
+		t.Fatalf("second build = %+v\n%s", res, strings.Join(lines, "\n"))
+	}
+	rels, err := st.ListReleases(ctx, "hello")
+	if err != nil || len(rels) != 2 {
+		t.Fatalf("releases = %+v, %v", rels, err)
+	}
+	v1, v2 := rels[0], rels[1]
+	if v2.Version != 2 || v2.Description != "fix the thing" || v2.Status != skiff.ReleasePending {
+		t.Errorf("v2 = %+v", v2)
+	}
+	got, err := st.OpenConfig(v2.ConfigSealed)
+	if err != nil || v2.ConfigVersion != 1 || !maps.Equal(got, vars) {
+		t.Errorf("v2 config = version %d, %v, %v; want version 1, %v", v2.ConfigVersion, got, err, vars)
+	}
+	if v1.ConfigVersion != 0 {
+		t.Errorf("v1 config version changed to %d", v1.ConfigVersion)
+	}
+	// The same tree packs to the same image, which is stored once.
+	if v1.Image != v2.Image {
+		t.Errorf("the same source gave images %+v and %+v", v1.Image, v2.Image)
+	}
+}
+
+func TestBuildRejectsBadProcfile(t *testing.T) {
+	st := start(t, build.Config{})
+	tests := []struct {
+		name  string
+		files map[string]string
+		err   string // in the result's error
+		hint  string // in its hint
+	}{
+		{"missing", map[string]string{"server.py": "print()\n"}, "no Procfile found", "add a Procfile"},
+		{"malformed", map[string]string{"Procfile": "web python3 server.py\n"}, "Procfile line 1", `"type: command"`},
+		{"bad type", map[string]string{"Procfile": "web: ./a\nweb server: ./b\n"}, `Procfile line 2: invalid process type "web server"`, `"type: command"`},
+		{"no types", map[string]string{"Procfile": "# to do\n"}, "Procfile defines no process types", "web: ./server"},
+		{"directory", map[string]string{"Procfile/web": "./server\n"}, "Procfile is not a regular file", "regular file"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			app := "bad" + string(rune('a'+i))
+			events := watchEvents(t, st, app)
+			res, lines := deploy(t, st, skiff.BuildRequest{ID: "build-" + app, App: app}, tt.files)
+			if !strings.Contains(res.Error, tt.err) || !strings.Contains(res.Hint, tt.hint) {
+				t.Errorf("result = %q (hint %q), want %q (hint with %q)", res.Error, res.Hint, tt.err, tt.hint)
+			}
+			if res.Release != 0 {
+				t.Errorf("a failed build made release %d", res.Release)
+			}
+			if last := lines[len(lines)-1]; last != " !     "+res.Error {
+				t.Errorf("last line = %q, want the error", last)
+			}
+			if rels, err := st.ListReleases(context.Background(), app); err != nil || len(rels) != 0 {
+				t.Errorf("releases after a failed build = %+v, %v", rels, err)
+			}
+			if !hasEvent(events(), skiff.EventBuildFailed, 0) {
+				t.Error("no build.failed event")
+			}
+		})
+	}
+}
+
+func TestBuildsOfOneAppRunOneAtATime(t *testing.T) {
+	st := start(t, build.Config{Concurrency: 2})
+	// Everything the builder publishes about builds, in the order it does.
+	sub, err := st.NC.SubscribeSync("skiff.build.*.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := st.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	ids := []string{"build-one", "build-two"}
+	sources := make([]string, len(ids))
+	for i, id := range ids {
+		sources[i] = upload(t, st, "hello", id, goodApp)
+	}
+	results := make([]skiff.BuildResult, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			res, err := st.Build(ctx, skiff.BuildRequest{ID: id, App: "hello", Source: sources[i]}, nil)
+			if err != nil {
+				t.Errorf("build %s: %v", id, err)
+			}
+			results[i] = res
+		}()
+	}
+	wg.Wait()
+	versions := []int{results[0].Release, results[1].Release}
+	slices.Sort(versions)
+	if results[0].Error != "" || results[1].Error != "" || !slices.Equal(versions, []int{1, 2}) {
+		t.Fatalf("results = %+v, want releases 1 and 2", results)
+	}
+	for _, s := range sources {
+		checkSourceDeleted(t, st, s)
+	}
+
+	// One build's output and result all come before the other's first line.
+	var order []string
+	for done := 0; done < len(ids); {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("after %v: %v", order, err)
+		}
+		id := strings.Split(m.Subject, ".")[2]
+		if len(order) == 0 || order[len(order)-1] != id {
+			order = append(order, id)
+		}
+		if strings.HasSuffix(m.Subject, ".done") {
+			done++
+		}
+	}
+	if len(order) != 2 {
+		t.Fatalf("the builds ran in turns %v, want one after the other", order)
+	}
+}
+
+func TestBuildTimesOut(t *testing.T) {
+	st := start(t, build.Config{Timeout: time.Nanosecond})
+	res, _ := deploy(t, st, skiff.BuildRequest{ID: "slow", App: "hello"}, goodApp)
+	if res.Error != "build timed out after 1ns" || !strings.Contains(res.Hint, "--build-timeout") || res.Release != 0 {
+		t.Fatalf("result = %+v, want a timeout with a hint", res)
+	}
+	if rels, err := st.ListReleases(context.Background(), "hello"); err != nil || len(rels) != 0 {
+		t.Errorf("releases after a timed-out build = %+v, %v", rels, err)
+	}
+}
+
+func eventually(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
