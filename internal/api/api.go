@@ -10,6 +10,8 @@
 package api
 
 import (
+	"github.com/skiff-paas/skiff/internal/deploy"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,8 +20,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,6 +46,9 @@ type Config struct {
 	MaxUpload int64
 	// Limits bound what an upload may unpack to.
 	Limits archive.Limits
+	// SSHAddr is the ssh role's address, for the apps' git URLs; empty
+	// when no ssh role runs.
+	SSHAddr string
 	// BootTimeout is the scheduler's; a deploy waits this long, and a
 	// little more, for its release to come up.
 	BootTimeout time.Duration
@@ -62,6 +65,7 @@ type API struct {
 	listener net.Listener
 	ready    atomic.Bool
 	streams  sync.WaitGroup // deploys and log follows under way
+	deployer *deploy.Deployer
 }
 
 // New validates cfg and opens the API's listener.
@@ -69,22 +73,19 @@ func New(cfg Config, st *store.Store) (*API, error) {
 	if cfg.Domain == "" || cfg.WorkDir == "" {
 		return nil, errors.New("api: Domain and WorkDir are required")
 	}
-	if cfg.MaxUpload <= 0 {
-		cfg.MaxUpload = 512 << 20
-	}
-	if cfg.BootTimeout <= 0 {
-		cfg.BootTimeout = 60 * time.Second
-	}
 	if cfg.Health == nil {
 		cfg.Health = func() map[string]bool { return map[string]bool{skiff.RoleAPI: true} }
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
-		return nil, fmt.Errorf("api: %w", err)
-	}
 	a := &API{cfg: cfg, st: st, log: cfg.Logger.With("role", "api"), listener: cfg.Listener}
+	d, err := deploy.New(deploy.Config{WorkDir: cfg.WorkDir, MaxUpload: cfg.MaxUpload, Limits: cfg.Limits,
+		BootTimeout: cfg.BootTimeout, URL: a.appURL, Logger: a.log}, st)
+	if err != nil {
+		return nil, err
+	}
+	a.deployer = d
 	if a.listener == nil {
 		l, err := net.Listen("tcp", cfg.Addr)
 		if err != nil {
@@ -139,6 +140,10 @@ func (a *API) Handler() http.Handler {
 		mux.HandleFunc(pattern, a.authenticated(h))
 	}
 	auth("GET /v1/whoami", a.whoami)
+	auth("GET /v1/keys", a.listKeys)
+	auth("POST /v1/keys", a.addKey)
+	auth("DELETE /v1/keys/{key}", a.removeKey)
+	auth("POST /v1/users", admin(a.createUser))
 	auth("GET /v1/apps", a.listApps)
 	auth("POST /v1/apps", a.createApp)
 	auth("GET /v1/apps/{app}", a.appInfo)
@@ -178,23 +183,8 @@ func (a *API) whoami(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 	writeJSON(w, http.StatusOK, skiff.WhoAmI{User: tok.User, Admin: tok.Admin})
 }
 
-// apiError turns any error into the body clients see. Errors that are not
-// a skiff.Error are faults of the platform: their text is not shown.
-func apiError(err error) (int, skiff.APIError) {
-	var e *skiff.Error
-	if errors.As(err, &e) {
-		return e.Kind.HTTPStatus(), skiff.APIError{Error: e.Error(), Code: e.Kind, Hint: e.Hint}
-	}
-	kind := skiff.KindOf(err)
-	if kind == skiff.KindInternal {
-		return http.StatusInternalServerError, skiff.APIError{Error: "internal error: " + err.Error(), Code: kind,
-			Hint: "this is a fault of the platform; the server log has details"}
-	}
-	return kind.HTTPStatus(), skiff.APIError{Error: err.Error(), Code: kind}
-}
-
 func writeError(w http.ResponseWriter, err error) {
-	status, body := apiError(err)
+	status, body := skiff.ErrorBody(err)
 	writeJSON(w, status, body)
 }
 
@@ -227,55 +217,34 @@ func (a *API) app(r *http.Request) (skiff.App, uint64, error) {
 		return app, 0, skiff.Errorf(skiff.KindNotFound, "skiff apps lists your apps; skiff apps create "+name+" makes it",
 			"no app named %s", name)
 	}
+	if err == nil && !tokenOf(r).MayUse(app) {
+		return skiff.App{}, 0, skiff.Errorf(skiff.KindForbidden, "ask its owner or an admin to act on it",
+			"app %s belongs to another user", name)
+	}
 	return app, rev, err
 }
 
 // appURL is where the app answers through the router.
-func (a *API) appURL(app string) string {
-	host := skiff.AppHost(app, a.cfg.Domain)
-	if a.cfg.RouterPort != 0 && a.cfg.RouterPort != 80 {
-		host += ":" + strconv.Itoa(a.cfg.RouterPort)
+func (a *API) appURL(app string) string { return skiff.AppURL(app, a.cfg.Domain, a.cfg.RouterPort) }
+
+// gitURL is where git push deploys app: the ssh role's port on the host
+// the client reached the API at, unless the ssh role listens on a
+// specific address.
+func (a *API) gitURL(r *http.Request, app string) string {
+	if a.cfg.SSHAddr == "" {
+		return ""
 	}
-	return "http://" + host
-}
-
-// stream writes NDJSON messages, flushing each.
-type stream struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
-	mu sync.Mutex
-}
-
-func newStream(w http.ResponseWriter) *stream {
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusOK)
-	return &stream{w: w, rc: http.NewResponseController(w)}
-}
-
-func (s *stream) send(v any, flush bool) error {
-	data, err := json.Marshal(v)
+	host, port, err := net.SplitHostPort(a.cfg.SSHAddr)
 	if err != nil {
-		return err
+		return ""
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, err := s.w.Write(append(data, '\n')); err != nil {
-		return err
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = r.Host
+		if h, _, err := net.SplitHostPort(r.Host); err == nil {
+			host = h
+		}
 	}
-	if flush {
-		return s.rc.Flush()
-	}
-	return nil
-}
-
-func (s *stream) line(format string, args ...any) {
-	_ = s.send(skiff.StreamMessage{Type: "line", Line: fmt.Sprintf(format, args...)}, true)
-}
-
-func (s *stream) fail(err error) {
-	_, body := apiError(err)
-	_ = s.send(skiff.StreamMessage{Type: "error", Error: body.Error, Code: body.Code, Hint: body.Hint}, true)
+	return "ssh://git@" + net.JoinHostPort(host, port) + "/" + app + ".git"
 }
 
 func plural(n int, one, many string) string {

@@ -23,7 +23,10 @@ func (a *API) listApps(w http.ResponseWriter, r *http.Request, tok skiff.Token) 
 	sort.Slice(apps, func(i, j int) bool { return apps[i].Name < apps[j].Name })
 	out := make([]skiff.AppInfo, 0, len(apps))
 	for _, app := range apps {
-		info, err := a.info(r.Context(), app)
+		if !tok.MayUse(app) {
+			continue
+		}
+		info, err := a.info(r, app)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -43,7 +46,7 @@ func (a *API) createApp(w http.ResponseWriter, r *http.Request, tok skiff.Token)
 		writeError(w, err)
 		return
 	}
-	app := skiff.App{Name: req.Name, CreatedAt: time.Now().UTC()}
+	app := skiff.App{Name: req.Name, CreatedAt: time.Now().UTC(), Owner: tok.User}
 	if _, err := a.st.Apps.Create(r.Context(), app.Name, app); errors.Is(err, skiff.ErrConflict) {
 		writeError(w, skiff.Errorf(skiff.KindConflict, "choose another name, or use it: skiff apps info "+app.Name,
 			"app %s already exists", app.Name))
@@ -53,7 +56,7 @@ func (a *API) createApp(w http.ResponseWriter, r *http.Request, tok skiff.Token)
 		return
 	}
 	a.st.Emit(skiff.Event{App: app.Name, Type: skiff.EventAppCreated, Actor: tok.User, Message: "App created by " + tok.User})
-	info, err := a.info(r.Context(), app)
+	info, err := a.info(r, app)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -65,7 +68,7 @@ func (a *API) appInfo(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 	app, _, err := a.app(r)
 	if err == nil {
 		var info skiff.AppInfo
-		if info, err = a.info(r.Context(), app); err == nil {
+		if info, err = a.info(r, app); err == nil {
 			writeJSON(w, http.StatusOK, info)
 			return
 		}
@@ -74,8 +77,10 @@ func (a *API) appInfo(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 }
 
 // info gathers what the API shows of an app.
-func (a *API) info(ctx context.Context, app skiff.App) (skiff.AppInfo, error) {
-	info := skiff.AppInfo{Name: app.Name, CreatedAt: app.CreatedAt, URL: a.appURL(app.Name), Current: app.Current,
+func (a *API) info(r *http.Request, app skiff.App) (skiff.AppInfo, error) {
+	ctx := r.Context()
+	info := skiff.AppInfo{Name: app.Name, Owner: app.Owner, CreatedAt: app.CreatedAt, URL: a.appURL(app.Name),
+		GitURL: a.gitURL(r, app.Name), Current: app.Current,
 		Domains: []string{}, Formation: map[string]int{}, Instances: map[skiff.InstanceState]int{}}
 	rels, err := a.st.ListReleases(ctx, app.Name)
 	if err != nil {

@@ -23,6 +23,26 @@ func hashToken(token string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// tokenKey carries the request's token in its context.
+type tokenKey struct{}
+
+// tokenOf is the token a request was authenticated with.
+func tokenOf(r *http.Request) skiff.Token {
+	tok, _ := r.Context().Value(tokenKey{}).(skiff.Token)
+	return tok
+}
+
+// admin wraps a handler that only admins may call.
+func admin(h func(http.ResponseWriter, *http.Request, skiff.Token)) func(http.ResponseWriter, *http.Request, skiff.Token) {
+	return func(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
+		if !tok.Admin {
+			writeError(w, skiff.Errorf(skiff.KindForbidden, "ask an admin of this Skiff", "only admins may do this"))
+			return
+		}
+		h(w, r, tok)
+	}
+}
+
 func (a *API) authenticated(h func(http.ResponseWriter, *http.Request, skiff.Token)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		const hint = "log in with skiff login --api URL --token TOKEN; the admin token is in the server's DATA/admin.token"
@@ -41,7 +61,7 @@ func (a *API) authenticated(h func(http.ResponseWriter, *http.Request, skiff.Tok
 			writeError(w, err)
 			return
 		}
-		h(w, r, tok)
+		h(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)), tok)
 	}
 }
 

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"github.com/skiff-paas/skiff/internal/deploy"
+
 	"net/http"
 	"strconv"
 	"strings"
@@ -49,12 +51,12 @@ func (a *API) logs(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 	}
 	a.streams.Add(1)
 	defer a.streams.Done()
-	s := newStream(w)
-	err = a.st.ReadLogs(r.Context(), lq, func(l skiff.LogLine) error { return s.send(l, lq.Follow) })
+	s := deploy.NewStream(w)
+	err = a.st.ReadLogs(r.Context(), lq, func(l skiff.LogLine) error { return s.Send(l, lq.Follow) })
 	if err != nil && r.Context().Err() == nil {
 		a.log.Warn("read logs", "app", app.Name, "err", err)
 	}
-	_ = s.rc.Flush()
+	_ = s.Flush()
 }
 
 func isDigits(s string) bool {

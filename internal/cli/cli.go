@@ -108,7 +108,7 @@ Log in once with the token the server printed, then deploy:
 		c.GroupID = "run"
 		root.AddCommand(c)
 	}
-	root.AddCommand(loginCommand(e), logoutCommand(e), versionCommand(e))
+	root.AddCommand(loginCommand(e), logoutCommand(e), versionCommand(e), keysCommand(e), gitCommand(e), usersCommand(e), gitHookCommand(e))
 	root.PersistentPreRun = func(cmd *cobra.Command, args []string) {
 		e.stdin, e.stdout, e.stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
 	}

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -38,6 +39,19 @@ func New(base, token string) *Client {
 		http:      &http.Client{},
 		UserAgent: "skiff-cli",
 	}
+}
+
+// NewUnix returns a client of an API served on a Unix socket, such as the
+// ssh role's socket for git hooks.
+func NewUnix(socket, token string) *Client {
+	c := New("http://skiff", token)
+	c.http = &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}}
+	return c
 }
 
 // BaseURL is the API's address as the client uses it.
@@ -357,4 +371,27 @@ func (c *Client) AddDomain(ctx context.Context, app, hostname string) (skiff.Dom
 // RemoveDomain stops routing a hostname to an app.
 func (c *Client) RemoveDomain(ctx context.Context, app, hostname string) error {
 	return c.call(ctx, "DELETE", appPath(app, "domains", url.PathEscape(hostname)), nil, nil)
+}
+
+// Keys lists the SSH keys the caller may see.
+func (c *Client) Keys(ctx context.Context) ([]skiff.Key, error) {
+	var ks []skiff.Key
+	return ks, c.call(ctx, "GET", "/v1/keys", nil, &ks)
+}
+
+// AddKey adds an SSH public key for the caller.
+func (c *Client) AddKey(ctx context.Context, publicKey, name string) (skiff.Key, error) {
+	var k skiff.Key
+	return k, c.call(ctx, "POST", "/v1/keys", skiff.KeyRequest{PublicKey: publicKey, Name: name}, &k)
+}
+
+// RemoveKey removes a key named by its fingerprint or name.
+func (c *Client) RemoveKey(ctx context.Context, ref string) error {
+	return c.call(ctx, "DELETE", "/v1/keys/"+url.PathEscape(ref), nil, nil)
+}
+
+// CreateUser makes a user and returns its first API token.
+func (c *Client) CreateUser(ctx context.Context, name string, admin bool) (skiff.UserToken, error) {
+	var t skiff.UserToken
+	return t, c.call(ctx, "POST", "/v1/users", skiff.UserRequest{Name: name, Admin: admin}, &t)
 }

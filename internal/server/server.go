@@ -31,11 +31,13 @@ import (
 	"github.com/skiff-paas/skiff/internal/archive"
 	"github.com/skiff-paas/skiff/internal/build"
 	"github.com/skiff-paas/skiff/internal/bus"
+	"github.com/skiff-paas/skiff/internal/deploy"
 	"github.com/skiff-paas/skiff/internal/image"
 	"github.com/skiff-paas/skiff/internal/router"
 	"github.com/skiff-paas/skiff/internal/scheduler"
 	"github.com/skiff-paas/skiff/internal/secret"
 	"github.com/skiff-paas/skiff/internal/skiff"
+	"github.com/skiff-paas/skiff/internal/sshd"
 	"github.com/skiff-paas/skiff/internal/store"
 )
 
@@ -69,7 +71,7 @@ type Config struct {
 }
 
 // AllRoles are the roles `skiff server` runs by default.
-var AllRoles = []string{skiff.RoleBus, skiff.RoleAPI, skiff.RoleBuilder, skiff.RoleScheduler, skiff.RoleAgent, skiff.RoleRouter}
+var AllRoles = []string{skiff.RoleBus, skiff.RoleAPI, skiff.RoleSSH, skiff.RoleBuilder, skiff.RoleScheduler, skiff.RoleAgent, skiff.RoleRouter}
 
 // role is what the server needs of every role.
 type role interface {
@@ -85,7 +87,7 @@ func (c *Config) setDefaults() error {
 		c.Roles = AllRoles
 	}
 	for _, r := range c.Roles {
-		if !contains(AllRoles, r) && r != skiff.RoleSSH {
+		if !contains(AllRoles, r) {
 			return fmt.Errorf("server: unknown role %q: the roles are %s", r, strings.Join(AllRoles, ", "))
 		}
 	}
@@ -101,6 +103,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Domain == "" {
 		c.Domain = "localhost"
+	}
+	if c.SSHAddr == "" {
+		c.SSHAddr = ":2222"
 	}
 	if c.AgentAddr == "" {
 		c.AgentAddr = "127.0.0.1"
@@ -262,6 +267,21 @@ func newRoles(ctx context.Context, cfg Config, st *store.Store) (_ map[string]ro
 		}
 		roles[skiff.RoleBuilder] = b
 	}
+	sshAddr := ""
+	if has(skiff.RoleSSH) {
+		d, err := deploy.New(deploy.Config{WorkDir: filepath.Join(cfg.DataDir, "uploads"), MaxUpload: cfg.MaxUpload,
+			BootTimeout: cfg.BootTimeout, URL: func(app string) string { return skiff.AppURL(app, cfg.Domain, routerPort) },
+			Logger: log.With("role", "ssh")}, st)
+		if err != nil {
+			return nil, err
+		}
+		s, err := sshd.New(sshd.Config{Addr: cfg.SSHAddr, Dir: filepath.Join(cfg.DataDir, "ssh"), Deployer: d, Logger: log}, st)
+		if err != nil {
+			return nil, err
+		}
+		roles[skiff.RoleSSH] = s
+		sshAddr = s.Addr()
+	}
 	if has(skiff.RoleAPI) {
 		tokenPath := filepath.Join(cfg.DataDir, "admin.token")
 		_, created, err := api.BootstrapAdmin(ctx, st, tokenPath)
@@ -270,7 +290,7 @@ func newRoles(ctx context.Context, cfg Config, st *store.Store) (_ map[string]ro
 		}
 		a, err := api.New(api.Config{
 			Addr: cfg.APIAddr, Domain: cfg.Domain, RouterPort: routerPort, WorkDir: filepath.Join(cfg.DataDir, "uploads"),
-			MaxUpload: cfg.MaxUpload, Limits: archive.Limits{}, BootTimeout: cfg.BootTimeout, Logger: log,
+			MaxUpload: cfg.MaxUpload, Limits: archive.Limits{}, BootTimeout: cfg.BootTimeout, SSHAddr: sshAddr, Logger: log,
 			Health: func() map[string]bool {
 				out := map[string]bool{skiff.RoleBus: true}
 				for name, r := range roles {

@@ -67,6 +67,7 @@ func startServer(t *testing.T, dir string) *running {
 		NodeName:   "test-node",
 		APIAddr:    "127.0.0.1:0",
 		RouterAddr: "127.0.0.1:0",
+		SSHAddr:    "127.0.0.1:0",
 		StopGrace:  time.Second,
 		DrainDelay: -1,
 		Out:        r.out,
@@ -239,7 +240,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 			name: "api port in use",
 			cfg: func(dir string) server.Config {
 				return server.Config{DataDir: dir, NodeName: "test-node", APIAddr: taken.Addr().String(),
-					RouterAddr: "127.0.0.1:0"}
+					RouterAddr: "127.0.0.1:0", SSHAddr: "127.0.0.1:0"}
 			},
 			want: "api: listen on " + taken.Addr().String(),
 		},

@@ -25,9 +25,12 @@ type CreateAppRequest struct {
 
 // AppInfo answers GET /v1/apps/{app} and lists in GET /v1/apps.
 type AppInfo struct {
-	Name      string         `json:"name"`
-	CreatedAt time.Time      `json:"created_at"`
-	URL       string         `json:"url"`
+	Name      string    `json:"name"`
+	Owner     string    `json:"owner,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	URL       string    `json:"url"`
+	// GitURL is where git push deploys the app, when the ssh role runs.
+	GitURL    string         `json:"git_url,omitempty"`
 	Current   int            `json:"current,omitempty"` // serving release
 	Latest    int            `json:"latest,omitempty"`  // newest release, whatever its status
 	Domains   []string       `json:"domains"`
@@ -143,4 +146,24 @@ type LogLine struct {
 	Source  string    `json:"source"`  // app, router, platform
 	Process string    `json:"process"` // web.1, build, scheduler...
 	Line    string    `json:"line"`
+}
+
+// KeyRequest is the body of POST /v1/keys: a public key in authorized_keys
+// form, and an optional name (default: the key's comment).
+type KeyRequest struct {
+	PublicKey string `json:"public_key"`
+	Name      string `json:"name,omitempty"`
+}
+
+// UserRequest is the body of POST /v1/users.
+type UserRequest struct {
+	Name  string `json:"name"`
+	Admin bool   `json:"admin,omitempty"`
+}
+
+// UserToken answers POST /v1/users: the new user's API token, shown once.
+type UserToken struct {
+	User  string `json:"user"`
+	Admin bool   `json:"admin"`
+	Token string `json:"token"`
 }

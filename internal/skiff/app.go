@@ -1,8 +1,11 @@
 package skiff
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -15,6 +18,14 @@ type App struct {
 	// Current is the version of the release that serves traffic, 0 before
 	// the first successful deploy. Only the scheduler writes it.
 	Current int `json:"current,omitempty"`
+	// Owner is the user who created the app. Only the owner and admins may
+	// see or change it.
+	Owner string `json:"owner,omitempty"`
+}
+
+// MayUse reports whether tok's user may see and change app.
+func (tok Token) MayUse(app App) bool {
+	return tok.Admin || app.Owner == "" || app.Owner == tok.User
 }
 
 var appNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]*[a-z0-9]$`)
@@ -100,12 +111,49 @@ func AppHost(app, domain string) string {
 	return fmt.Sprintf("%s.%s", app, domain)
 }
 
+// AppURL is where an app answers through a router on routerPort.
+func AppURL(app, domain string, routerPort int) string {
+	host := AppHost(app, domain)
+	if routerPort != 0 && routerPort != 80 {
+		host += ":" + strconv.Itoa(routerPort)
+	}
+	return "http://" + host
+}
+
 // Domain is a custom hostname routed to an app.
 type Domain struct {
 	Hostname  string    `json:"hostname"`
 	App       string    `json:"app"`
 	CreatedAt time.Time `json:"created_at"`
 }
+
+// Key is an SSH public key of a user: it lets the user git push to the
+// apps they may use. Keys are stored by KeyID.
+type Key struct {
+	Fingerprint string    `json:"fingerprint"` // SHA256:…, as ssh-keygen -l shows it
+	User        string    `json:"user"`
+	Name        string    `json:"name"`       // the key's comment, or a name given when it was added
+	PublicKey   string    `json:"public_key"` // in authorized_keys form, without the comment
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// KeyID is the key a Key is stored under: its fingerprint's hash in hex, as
+// KV keys may not hold every character of a fingerprint.
+func KeyID(fingerprint string) string {
+	sum := sha256.Sum256([]byte(fingerprint))
+	return hex.EncodeToString(sum[:16])
+}
+
+// ValidateUserName reports why name cannot name a user, or nil.
+func ValidateUserName(name string) error {
+	if !userNameRE.MatchString(name) {
+		return Errorf(KindInvalid, "use 1 to 40 lowercase letters, digits, dots, dashes and underscores, e.g. ada",
+			"invalid user name %q", name)
+	}
+	return nil
+}
+
+var userNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,39}$`)
 
 // Token is a stored API token, keyed by the SHA-256 of its secret.
 type Token struct {

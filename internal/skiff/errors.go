@@ -97,3 +97,18 @@ func KindOf(err error) Kind {
 	}
 	return KindInternal
 }
+
+// ErrorBody is the HTTP status and body an error is answered with. Errors
+// that are not an *Error are faults of the platform, said to be so.
+func ErrorBody(err error) (int, APIError) {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind.HTTPStatus(), APIError{Error: e.Error(), Code: e.Kind, Hint: e.Hint}
+	}
+	kind := KindOf(err)
+	if kind == KindInternal {
+		return 500, APIError{Error: "internal error: " + err.Error(), Code: kind,
+			Hint: "this is a fault of the platform; the server log has details"}
+	}
+	return kind.HTTPStatus(), APIError{Error: err.Error(), Code: kind}
+}

@@ -13,6 +13,7 @@ const (
 	BucketNodes       = "nodes"
 	BucketDomains     = "domains"
 	BucketTokens      = "tokens"
+	BucketKeys        = "keys"
 	BucketLocks       = "locks"
 )
 

@@ -50,12 +50,29 @@ type Release struct {
 	ConfigSealed  []byte    `json:"config_sealed,omitempty"`
 	CreatedAt     time.Time `json:"created_at"`
 	CreatedBy     string    `json:"created_by,omitempty"`
+	// Buildpack names what built the image (go, nodejs, python, static…).
+	Buildpack string `json:"buildpack,omitempty"`
+	// BuildKey digests everything the build read: the source tree, the
+	// buildpack and the config. A build with the key of an earlier release
+	// reuses its image.
+	BuildKey string `json:"build_key,omitempty"`
+	// HealthCheck is the path the web process must answer with a 2xx or
+	// 3xx before it takes traffic (from app.json); empty means a TCP
+	// connect is enough.
+	HealthCheck string `json:"health_check,omitempty"`
+	// Env holds default environment variables (from app.json's env);
+	// config vars of the same name win.
+	Env map[string]string `json:"env,omitempty"`
 
 	Status        ReleaseStatus `json:"status"`
 	StatusReason  string        `json:"status_reason,omitempty"`
 	DeployStarted time.Time     `json:"deploy_started,omitempty"`
 	FinishedAt    time.Time     `json:"finished_at,omitempty"`
 }
+
+// StaticCommand is the command of the web process of a static site: the
+// platform serves the image's files itself, without an app process.
+const StaticCommand = "skiff-static"
 
 // Label is the release's version as users write it: "v3".
 func (r Release) Label() string { return VersionLabel(r.Version) }

@@ -83,6 +83,7 @@ type Store struct {
 	Nodes       *Bucket[skiff.Node]
 	Domains     *Bucket[skiff.Domain]
 	Tokens      *Bucket[skiff.Token]
+	Keys        *Bucket[skiff.Key]
 	locks       jetstream.KeyValue
 
 	Sources jetstream.ObjectStore
@@ -129,6 +130,7 @@ func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*St
 	}), s.log)
 	s.Domains = bucket[skiff.Domain](open(skiff.BucketDomains, jetstream.KeyValueConfig{}), s.log)
 	s.Tokens = bucket[skiff.Token](open(skiff.BucketTokens, jetstream.KeyValueConfig{}), s.log)
+	s.Keys = bucket[skiff.Key](open(skiff.BucketKeys, jetstream.KeyValueConfig{}), s.log)
 	s.locks = open(skiff.BucketLocks, jetstream.KeyValueConfig{TTL: opt.LockTTL, LimitMarkerTTL: opt.LockTTL})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -52,6 +52,7 @@ type server struct {
 	home    string
 	apiAddr string
 	rtrAddr string
+	sshAddr string
 	flags   []string
 	cmd     *exec.Cmd
 	out     *syncBuffer
@@ -88,7 +89,7 @@ func freePort(t *testing.T) string {
 // directory; extra flags are passed through.
 func startServer(t *testing.T, flags ...string) *server {
 	t.Helper()
-	s := &server{t: t, data: t.TempDir(), home: t.TempDir(), apiAddr: freePort(t), rtrAddr: freePort(t), flags: flags}
+	s := &server{t: t, data: t.TempDir(), home: t.TempDir(), apiAddr: freePort(t), rtrAddr: freePort(t), sshAddr: freePort(t), flags: flags}
 	s.start()
 	t.Cleanup(func() {
 		s.stop()
@@ -109,7 +110,7 @@ func startServer(t *testing.T, flags ...string) *server {
 
 func (s *server) start() {
 	s.t.Helper()
-	args := append([]string{"server", "--data", s.data, "--api-addr", s.apiAddr, "--router-addr", s.rtrAddr,
+	args := append([]string{"server", "--data", s.data, "--api-addr", s.apiAddr, "--router-addr", s.rtrAddr, "--ssh-addr", s.sshAddr,
 		"--domain", domain, "--node-name", "e2e", "--boot-timeout", "15s", "--drain-delay", "500ms",
 		"--stop-grace", "5s", "--log-level", "debug"}, s.flags...)
 	s.cmd = exec.Command(skiffBin, args...)
