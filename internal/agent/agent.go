@@ -4,12 +4,23 @@
 // The agent watches the assignments under its node's prefix. Each new
 // assignment gets a supervisor goroutine (supervisor.go) that owns the
 // instance from then on: it fetches the image (cached by digest), starts
-// the process through the Driver, waits for a web process to accept
-// connections before reporting it up, captures its output line by line
+// the process through the Driver, waits for a web process to be ready
+// before reporting it up (an answer of 2xx or 3xx to the release's health
+// check path, or else a TCP connect), captures its output line by line
 // into the LOGS stream, restarts it with exponential backoff when it
 // crashes, and reports a crash loop. When the assignment is deleted the
 // supervisor reports the instance stopping (the router drops it), waits
 // out the drain delay, sends SIGTERM and, after the grace period, SIGKILL.
+//
+// A process sees Heroku's environment: HOME is the app's root and its
+// working directory, the image's .profile.d/*.sh scripts are sourced
+// before its command, and the release's default env, the config vars and
+// the platform's own variables (PORT, DYNO…) are layered in that order.
+//
+// A static site (command skiff.StaticCommand) has no process: the agent
+// serves the image's files itself (static.go), through a Process backed
+// by an HTTP server, so that everything above treats it like any other
+// web instance. Such a site stops when its agent stops.
 //
 // The agent records each process's pid in the instance's directory; if the
 // agent dies without stopping its processes, the next start of the agent

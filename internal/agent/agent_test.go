@@ -44,7 +44,22 @@ print("listening on", os.environ["PORT"], flush=True)
 http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 `
 
+// defaultFiles are the files of the harness's app image.
+func defaultFiles() map[string]string {
+	return map[string]string{
+		"server.py":      serverPy,
+		"ignore-term.sh": "trap '' TERM\necho ignoring TERM\nwhile true; do sleep 0.1; done\n",
+	}
+}
+
 func newHarness(t *testing.T, cfg Config) *harness {
+	t.Helper()
+	return newHarnessFiles(t, cfg, defaultFiles())
+}
+
+// newHarnessFiles starts an agent whose app image holds files (path ->
+// contents; paths ending in .sh or under a bin directory are executable).
+func newHarnessFiles(t *testing.T, cfg Config, files map[string]string) *harness {
 	t.Helper()
 	nc := bustest.Start(t)
 	box, _ := secret.New(make([]byte, secret.KeySize))
@@ -55,8 +70,19 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	h := &harness{t: t, st: st, dir: t.TempDir()}
 
 	src := t.TempDir()
-	os.WriteFile(filepath.Join(src, "server.py"), []byte(serverPy), 0o644)
-	os.WriteFile(filepath.Join(src, "ignore-term.sh"), []byte("trap '' TERM\necho ignoring TERM\nwhile true; do sleep 0.1; done\n"), 0o755)
+	for name, body := range files {
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(name, ".sh") || filepath.Base(filepath.Dir(name)) == "bin" {
+			mode = 0o755
+		}
+		p := filepath.Join(src, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
 	imgPath := filepath.Join(h.dir, "img.squashfs")
 	if err := image.Pack(context.Background(), src, imgPath); err != nil {
 		t.Fatal(err)
@@ -116,6 +142,19 @@ func (h *harness) assign(id, proc, command string) skiff.Assignment {
 		h.t.Fatal(err)
 	}
 	return a
+}
+
+// updateRelease changes release v1 before an assignment names it.
+func (h *harness) updateRelease(change func(*skiff.Release)) {
+	h.t.Helper()
+	rel, _, err := h.st.Release(context.Background(), "app", 1)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	change(&rel)
+	if _, err := h.st.Releases.Put(context.Background(), skiff.ReleaseKey("app", 1), rel); err != nil {
+		h.t.Fatal(err)
+	}
 }
 
 func (h *harness) instance(id string) (skiff.Instance, bool) {

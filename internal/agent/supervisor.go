@@ -7,9 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -36,9 +39,10 @@ type instance struct {
 	retire  chan struct{} // closed when the assignment is deleted
 	retired bool
 
-	rec   skiff.Instance // the last report
-	quick int            // quick crashes in a row
-	log   *slog.Logger
+	rec    skiff.Instance // the last report
+	quick  int            // quick crashes in a row
+	health string         // the release's health check path, set by start
+	log    *slog.Logger
 }
 
 type outcome int
@@ -124,7 +128,8 @@ func (ag *Agent) supervise(ctx context.Context, in *instance) {
 }
 
 // start prepares the instance's image, directories and environment and
-// starts its process.
+// starts its process: through the driver, or in the agent itself for a
+// static site.
 func (ag *Agent) start(ctx context.Context, in *instance, dir string) (Process, int, error) {
 	a := in.a
 	if _, err := ag.cfg.Images.Fetch(ctx, a.Image.Digest, func(ctx context.Context) (io.ReadCloser, error) {
@@ -140,28 +145,57 @@ func (ag *Agent) start(ctx context.Context, in *instance, dir string) (Process, 
 	if err != nil {
 		return nil, 0, err
 	}
+	in.health = rel.HealthCheck
 	vars, err := ag.st.OpenConfig(rel.ConfigSealed)
 	if err != nil {
 		return nil, 0, err
 	}
-	home, tmp := filepath.Join(dir, "home"), filepath.Join(dir, "tmp")
-	for _, d := range []string{home, tmp} {
-		if err := os.RemoveAll(d); err != nil {
-			return nil, 0, err
-		}
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, 0, err
-		}
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.RemoveAll(tmp); err != nil {
+		return nil, 0, err
+	}
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return nil, 0, err
 	}
 	port, err := ag.ports.get()
 	if err != nil {
 		return nil, 0, err
 	}
-	env := map[string]string{
-		"PATH": root + "/bin:/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": tmp, "LANG": "C.UTF-8",
+
+	ag.platformLog(a, "Starting process with command `%s`", a.Command)
+	var proc Process
+	if a.Command == skiff.StaticCommand {
+		proc, err = startStatic(root, net.JoinHostPort(ag.cfg.Addr, strconv.Itoa(port)), ag.lineWriter(a), ag.lineWriter(a))
+	} else {
+		proc, err = ag.cfg.Driver.Start(Spec{
+			ID: a.ID, Root: root, Command: withProfile(root, a.Command), Env: processEnv(a, root, tmp, port, rel.Env, vars),
+			Stdout: ag.lineWriter(a), Stderr: ag.lineWriter(a),
+		})
 	}
-	for k, v := range vars {
-		env[k] = v
+	if err != nil {
+		ag.ports.put(port)
+		return nil, 0, err
+	}
+	if pid := proc.PID(); pid > 0 {
+		if err := writePidFile(filepath.Join(dir, "pid"), pid); err != nil {
+			in.log.Warn("write pid file", "err", err)
+		}
+	}
+	return proc, port, nil
+}
+
+// processEnv is the environment of an app process, as on Heroku: HOME is
+// the app's root (Heroku's /app), then, each layer winning over the one
+// before, the release's default env (app.json), the config vars, and the
+// variables the platform sets.
+func processEnv(a skiff.Assignment, root, tmp string, port int, defaults, vars map[string]string) []string {
+	env := map[string]string{
+		"PATH": root + "/bin:/usr/local/bin:/usr/bin:/bin", "HOME": root, "TMPDIR": tmp, "LANG": "C.UTF-8",
+	}
+	for _, layer := range []map[string]string{defaults, vars} {
+		for k, v := range layer {
+			env[k] = v
+		}
 	}
 	env["PORT"] = strconv.Itoa(port)
 	env["DYNO"] = a.Name()
@@ -171,20 +205,32 @@ func (ag *Agent) start(ctx context.Context, in *instance, dir string) (Process, 
 	for k, v := range env {
 		list = append(list, k+"="+v)
 	}
+	sort.Strings(list)
+	return list
+}
 
-	ag.platformLog(a, "Starting process with command `%s`", a.Command)
-	proc, err := ag.cfg.Driver.Start(Spec{
-		ID: a.ID, Root: root, Command: a.Command, Env: list,
-		Stdout: ag.lineWriter(a), Stderr: ag.lineWriter(a),
-	})
-	if err != nil {
-		ag.ports.put(port)
-		return nil, 0, err
+// withProfile makes command source the image's .profile.d/*.sh scripts
+// first, in lexical order, as Heroku does before every dyno command
+// (buildpacks put PATH settings there). The command then runs in a shell
+// of its own, exec'd from the one that sourced the scripts: it keeps the
+// process's pid, so its exit status is the process's and signals reach it
+// as before, and a simple command is exec'd by that shell in turn, while
+// commands with shell syntax (a && b) work as they always did. Exported
+// variables carry over; plain shell variables and functions do not.
+// Without a .profile.d directory the command is left as it is.
+func withProfile(root, command string) string {
+	if fi, err := os.Stat(filepath.Join(root, ".profile.d")); err != nil || !fi.IsDir() {
+		return command
 	}
-	if err := writePidFile(filepath.Join(dir, "pid"), proc.PID()); err != nil {
-		in.log.Warn("write pid file", "err", err)
-	}
-	return proc, port, nil
+	// The glob is expanded before any script runs, to absolute paths, so a
+	// script that changes directory does not hide the ones after it.
+	return `for f in "$PWD"/.profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; unset f` + "\n" +
+		`exec "${BASH:-/bin/sh}" -c ` + shellQuote(command)
+}
+
+// shellQuote quotes s as one word for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // run watches a started process until it exits or is stopped.
@@ -200,7 +246,7 @@ func (ag *Agent) run(ctx context.Context, in *instance, proc Process, port int) 
 	defer cancelProbe()
 	healthy := make(chan struct{})
 	if a.Proc == "web" {
-		go probe(probeCtx, addr, healthy)
+		go probe(probeCtx, ag.readiness(in, addr), healthy)
 	} else {
 		close(healthy)
 	}
@@ -233,14 +279,87 @@ func (ag *Agent) run(ctx context.Context, in *instance, proc Process, port int) 
 	}
 }
 
-// probe closes healthy once something accepts connections at addr.
-func probe(ctx context.Context, addr string, healthy chan<- struct{}) {
+// A check asks an instance once whether it is ready; nil means it is.
+type check func(ctx context.Context) error
+
+// probeTimeout bounds one HTTP health check request.
+const probeTimeout = 2 * time.Second
+
+// readiness is how a web instance shows it is ready: an answer to its
+// release's health check path, or else a TCP connect.
+func (ag *Agent) readiness(in *instance, addr string) check {
+	if in.health == "" {
+		return tcpCheck(addr)
+	}
+	var last string
+	return httpCheck(addr, in.health, func(err error) {
+		// Tell the user why the instance is not up yet, once per answer.
+		if msg := err.Error(); msg != last {
+			last = msg
+			ag.platformLog(in.a, "Health check %s; waiting for a 2xx or 3xx answer before taking traffic", msg)
+		}
+	})
+}
+
+// tcpCheck is ready once something accepts connections at addr.
+func tcpCheck(addr string) check {
 	d := net.Dialer{Timeout: 250 * time.Millisecond}
+	return func(ctx context.Context) error {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+}
+
+// httpCheck is ready once a GET of path at addr answers 2xx or 3xx.
+// Redirects are not followed: a 3xx is an answer. The app's hostname is
+// not known here, so the request says Host: localhost. notReady hears of
+// each answer that is not ready (not of failures to connect, which are
+// expected while the app starts).
+func httpCheck(addr, path string, notReady func(error)) check {
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	client := &http.Client{
+		// No proxy from the environment, and a fresh connection each time,
+		// so that no idle connection is left to the app.
+		Transport:     &http.Transport{Proxy: nil, DisableKeepAlives: true},
+		Timeout:       probeTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	url := "http://" + addr + path
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			err = fmt.Errorf("GET %s: %w", path, err)
+			notReady(err)
+			return err
+		}
+		req.Host = "localhost"
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+			err := fmt.Errorf("GET %s answered %s", path, resp.Status)
+			notReady(err)
+			return err
+		}
+		return nil
+	}
+}
+
+// probe runs ready every probeInterval until it passes, then closes
+// healthy.
+func probe(ctx context.Context, ready check, healthy chan<- struct{}) {
 	t := time.NewTicker(probeInterval)
 	defer t.Stop()
 	for {
-		if c, err := d.DialContext(ctx, "tcp", addr); err == nil {
-			c.Close()
+		if err := ready(ctx); err == nil {
 			close(healthy)
 			return
 		}

@@ -12,6 +12,7 @@ package archive
 import (
 	"archive/tar"
 	"compress/gzip"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/skiff-paas/skiff/internal/skiff"
@@ -44,6 +46,10 @@ func (l Limits) withDefaults() Limits {
 type Stats struct {
 	Files int
 	Bytes int64
+	// Digest identifies the tree the archive holds, whatever the order of
+	// its entries, their times or owners: names, kinds, executable bits,
+	// contents and link targets. Set by Check and Extract.
+	Digest string
 }
 
 // Write archives the tree at dir to w as a gzipped tar. Version-control
@@ -143,6 +149,7 @@ func read(r io.Reader, dir string, lim Limits) (Stats, error) {
 	}
 	tr := tar.NewReader(gz)
 	entries := map[string]entry{}
+	sums := map[string]string{} // what each entry contributes to the digest
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -170,6 +177,7 @@ func read(r io.Reader, dir string, lim Limits) (Stats, error) {
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 			entries[name] = entry{typ: tar.TypeDir}
+			sums[name] = "d"
 			if dir != "" {
 				if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
 					return st, err
@@ -185,9 +193,11 @@ func read(r io.Reader, dir string, lim Limits) (Stats, error) {
 					"the archive unpacks to more than %d MiB", lim.MaxBytes>>20)
 			}
 			st.Bytes += hdr.Size
-			if err := writeFile(tr, dir, name, hdr); err != nil {
+			h := sha256.New()
+			if err := writeFile(io.TeeReader(tr, h), dir, name, hdr); err != nil {
 				return st, err
 			}
+			sums[name] = fmt.Sprintf("f %o %x", hdr.Mode&0o111, h.Sum(nil))
 		case tar.TypeSymlink:
 			if _, dup := entries[name]; dup {
 				return st, invalid(fmt.Sprintf("entry %q appears twice", name), "")
@@ -197,6 +207,7 @@ func read(r io.Reader, dir string, lim Limits) (Stats, error) {
 					"use relative links to files inside the app")
 			}
 			entries[name] = entry{typ: tar.TypeSymlink, target: hdr.Linkname}
+			sums[name] = "l " + hdr.Linkname
 		case tar.TypeXGlobalHeader, tar.TypeXHeader:
 			continue
 		case tar.TypeLink:
@@ -206,6 +217,7 @@ func read(r io.Reader, dir string, lim Limits) (Stats, error) {
 				"an app may contain only files, directories and symbolic links")
 		}
 	}
+	st.Digest = treeDigest(sums)
 	// Links are checked once every entry is known, since a link may pass
 	// through links that come later in the archive.
 	for name, e := range entries {
@@ -229,6 +241,20 @@ func read(r io.Reader, dir string, lim Limits) (Stats, error) {
 		}
 	}
 	return st, nil
+}
+
+// treeDigest hashes the entries' contributions in name order.
+func treeDigest(sums map[string]string) string {
+	names := make([]string, 0, len(sums))
+	for n := range sums {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, n := range names {
+		fmt.Fprintf(h, "%s\x00%s\n", n, sums[n])
+	}
+	return fmt.Sprintf("sha256:%x", h.Sum(nil))
 }
 
 func writeFile(r io.Reader, dir, name string, hdr *tar.Header) error {

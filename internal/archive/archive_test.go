@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/skiff-paas/skiff/internal/skiff"
 )
@@ -128,5 +129,39 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestDigestIsTheTreeNotTheArchive(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.txt"), []byte("a"), 0o644)
+	os.MkdirAll(filepath.Join(dir, "sub"), 0o755)
+	os.WriteFile(filepath.Join(dir, "sub", "run"), []byte("#!/bin/sh\n"), 0o755)
+	digest := func() string {
+		var buf bytes.Buffer
+		if _, err := Write(&buf, dir); err != nil {
+			t.Fatal(err)
+		}
+		st, err := Check(&buf, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Digest
+	}
+	first := digest()
+	// A new modification time changes the archive, not the tree.
+	later := time.Now().Add(time.Hour)
+	os.Chtimes(filepath.Join(dir, "a.txt"), later, later)
+	if again := digest(); again != first {
+		t.Fatalf("digest changed with a file's time: %s, %s", first, again)
+	}
+	os.Chmod(filepath.Join(dir, "a.txt"), 0o755)
+	if d := digest(); d == first {
+		t.Fatal("digest ignores the executable bit")
+	}
+	os.Chmod(filepath.Join(dir, "a.txt"), 0o644)
+	os.WriteFile(filepath.Join(dir, "a.txt"), []byte("b"), 0o644)
+	if d := digest(); d == first {
+		t.Fatal("digest ignores contents")
 	}
 }
