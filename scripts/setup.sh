@@ -5,13 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Programs the platform runs (mksquashfs, unsquashfs, git, bash) and the
-# tests drive (python3 for sample apps, curl, ssh).
-packages=(squashfs-tools git curl ca-certificates python3 bash procps openssh-client unzip make)
+# Programs the platform runs (mksquashfs, git, bash), the toolchains its
+# buildpacks use (python3 with venv, Node.js with npm; Go is below), and
+# what the tests drive (curl, ssh, ssh-keygen).
+packages=(squashfs-tools git curl ca-certificates python3 python3-venv python3-pip bash procps openssh-client unzip make)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js may come from elsewhere than Debian (NodeSource, say), with its
+# own npm: install Debian's only when there is none.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "setup: missing Debian packages: ${missing[*]}; run this as root, or install them with apt-get" >&2

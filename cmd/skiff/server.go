@@ -75,6 +75,7 @@ next start every app comes back as it was.`,
 	f.DurationVar(&cfg.DrainDelay, "drain-delay", 2*time.Second, "how long a retired web process keeps serving requests under way")
 	f.DurationVar(&cfg.BuildTimeout, "build-timeout", 15*time.Minute, "how long a build may take")
 	f.Int64Var(&cfg.MaxUpload, "max-upload", 512<<20, "largest deploy upload accepted, in bytes")
+	f.Int64Var(&cfg.MaxImage, "max-image", 1<<30, "largest app image a build may make, in bytes")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

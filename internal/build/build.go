@@ -17,10 +17,12 @@ package build
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -33,6 +35,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skiff-paas/skiff/internal/archive"
+	"github.com/skiff-paas/skiff/internal/build/buildpack"
 	"github.com/skiff-paas/skiff/internal/image"
 	"github.com/skiff-paas/skiff/internal/procfile"
 	"github.com/skiff-paas/skiff/internal/skiff"
@@ -54,7 +57,11 @@ type Config struct {
 	Timeout time.Duration
 	// Limits bound what an upload may unpack to.
 	Limits archive.Limits
-	Logger *slog.Logger
+	// CacheDir holds each app's build cache, between builds. Required.
+	CacheDir string
+	// MaxImage bounds an image's size (default 1 GiB).
+	MaxImage int64
+	Logger   *slog.Logger
 }
 
 // Builder is the builder role.
@@ -71,8 +78,11 @@ type Builder struct {
 
 // New validates cfg and returns a builder.
 func New(cfg Config, st *store.Store) (*Builder, error) {
-	if cfg.WorkDir == "" {
-		return nil, errors.New("build: WorkDir is required")
+	if cfg.WorkDir == "" || cfg.CacheDir == "" {
+		return nil, errors.New("build: WorkDir and CacheDir are required")
+	}
+	if cfg.MaxImage <= 0 {
+		cfg.MaxImage = 1 << 30
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 2
@@ -86,8 +96,20 @@ func New(cfg Config, st *store.Store) (*Builder, error) {
 	if cfg.Name == "" {
 		cfg.Name = "builder"
 	}
-	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
-		return nil, fmt.Errorf("build: %w", err)
+	// Builds run as their app's user, which must reach its own build and
+	// cache directories but list nothing else.
+	for _, d := range []string{cfg.WorkDir, cfg.CacheDir} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, fmt.Errorf("build: %w", err)
+		}
+		if err := os.Chmod(d, 0o711); err != nil {
+			return nil, fmt.Errorf("build: %w", err)
+		}
+		if os.Geteuid() == 0 {
+			if err := traversable(d); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return &Builder{cfg: cfg, st: st, log: cfg.Logger.With("role", "builder"),
 		slots: make(chan struct{}, cfg.Concurrency), apps: map[string]*sync.Mutex{}}, nil
@@ -131,6 +153,27 @@ func (b *Builder) Run(ctx context.Context) error {
 		b.log.Warn("unsubscribe", "err", err)
 	}
 	return nil
+}
+
+// traversable checks that every directory above dir lets other users
+// through, as builds, which run as their app's user, need.
+func traversable(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
+		info, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("build: %w", err)
+		}
+		if info.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("build: builds run as their app's own user, which cannot reach %s: let other users through %s (chmod o+x %s) or choose another data directory", dir, p, p)
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+	}
 }
 
 func (b *Builder) appLock(app string) *sync.Mutex {
@@ -234,13 +277,75 @@ func (b *Builder) build(ctx context.Context, req skiff.BuildRequest, out func(st
 	}
 	out("       %d files, %s", st.Files, skiff.HumanBytes(st.Bytes))
 
-	procs, err := readProcfile(src)
+	manifest, err := readAppJSON(src)
 	if err != nil {
 		return res, err
 	}
+	vars, version, err := b.st.Config(ctx, req.App)
+	if err != nil {
+		return res, err
+	}
+	named := vars["SKIFF_BUILDPACK"]
+	if named == "" {
+		named = manifest.buildpack()
+	}
+	key := buildKey(st.Digest, named, vars)
+	if prev, ok, err := b.reusable(ctx, req.App, key); err != nil {
+		return res, err
+	} else if ok {
+		out("-----> No change in the source, buildpack or config since %s: reusing its image", prev.Label())
+		return b.release(ctx, req, prev, version, vars, out)
+	}
+
+	if n, err := applySlugignore(src); err != nil {
+		return res, fmt.Errorf(".slugignore: %w", err)
+	} else if n > 0 {
+		out("-----> Removed %d %s named by .slugignore", n, plural(n, "entry", "entries"))
+	}
+	box, cache, err := b.prepareSandbox(ctx, req.App, work, src)
+	if err != nil {
+		return res, err
+	}
+	bp, err := b.choose(src, named)
+	if err != nil {
+		return res, err
+	}
+	defaults := map[string]string{}
+	packName := "procfile"
+	if bp != nil {
+		packName = bp.Name()
+		result, err := bp.Compile(ctx, &buildpack.Build{App: req.App, Dir: src, CacheDir: cache, Env: vars, Out: lineWriter(out), Sandbox: box})
+		if err != nil {
+			return res, err
+		}
+		defaults = result.Processes
+		packName = bp.Name()
+	}
+
+	procs, err := processes(src, defaults)
+	if err != nil {
+		return res, err
+	}
+	if _, ok := procs["web"]; !ok && !manifest.noWebWanted() {
+		return res, skiff.Errorf(skiff.KindFailed,
+			"add a web process to the Procfile (web: COMMAND listening on $PORT), or declare a formation without web in app.json",
+			"no web process: the Procfile declares %s", strings.Join(skiff.SortedTypes(procs), ", "))
+	}
 	out("-----> Discovering process types")
-	types := skiff.Release{Processes: procs}.ProcessTypes()
-	out("       Procfile declares types -> %s", strings.Join(types, ", "))
+	out("       Procfile declares types -> %s", strings.Join(skiff.SortedTypes(procs), ", "))
+	env, err := manifest.env(vars)
+	if err != nil {
+		return res, err
+	}
+	if script := manifest.Scripts.Predeploy; script != "" {
+		out("-----> Running predeploy: %s", script)
+		if err := b.runScript(ctx, box, src, vars, script, out); err != nil {
+			return res, err
+		}
+	}
+	if err := b.checkSize(src); err != nil {
+		return res, err
+	}
 
 	out("-----> Compressing...")
 	img := filepath.Join(work, "image.squashfs")
@@ -251,16 +356,27 @@ func (b *Builder) build(ctx context.Context, req skiff.BuildRequest, out func(st
 	if err != nil {
 		return res, err
 	}
+	if size > b.cfg.MaxImage {
+		return res, imageTooLarge(size, b.cfg.MaxImage)
+	}
 	out("       Done: %s (%s)", skiff.HumanBytes(size), digest[:19])
-	res.Image = skiff.Image{Digest: digest, Size: size, Object: req.App + "/" + digest[len("sha256:"):]}
-	if err := b.storeImage(ctx, img, res.Image); err != nil {
+	im := skiff.Image{Digest: digest, Size: size, Object: req.App + "/" + digest[len("sha256:"):]}
+	if err := b.storeImage(ctx, img, im); err != nil {
 		return res, err
 	}
+	if err := b.applyFormation(ctx, req.App, manifest); err != nil {
+		return res, err
+	}
+	built := skiff.Release{Image: im, Processes: procs, Buildpack: packName, BuildKey: key,
+		HealthCheck: manifest.healthCheck(), Env: env}
+	return b.release(ctx, req, built, version, vars, out)
+}
 
-	vars, version, err := b.st.Config(ctx, req.App)
-	if err != nil {
-		return res, err
-	}
+// release makes the build's release from what was built (or reused) and
+// the app's current config.
+func (b *Builder) release(ctx context.Context, req skiff.BuildRequest, built skiff.Release, version int, vars map[string]string,
+	out func(string, ...any)) (skiff.BuildResult, error) {
+	res := skiff.BuildResult{Image: built.Image}
 	sealed, err := b.st.SealConfig(vars)
 	if err != nil {
 		return res, err
@@ -270,8 +386,9 @@ func (b *Builder) build(ctx context.Context, req skiff.BuildRequest, out func(st
 		desc = "Deploy " + req.ID[:min(len(req.ID), 8)]
 	}
 	rel, err := b.st.CreateRelease(ctx, skiff.Release{
-		App: req.App, Description: desc, Image: res.Image, Processes: procs,
-		ConfigVersion: version, ConfigSealed: sealed, CreatedBy: req.Actor,
+		App: req.App, Description: desc, Image: built.Image, Processes: built.Processes,
+		ConfigVersion: version, ConfigSealed: sealed, CreatedBy: req.Actor, Buildpack: built.Buildpack,
+		BuildKey: built.BuildKey, HealthCheck: built.HealthCheck, Env: built.Env,
 	})
 	if err != nil {
 		return res, err
@@ -279,6 +396,207 @@ func (b *Builder) build(ctx context.Context, req skiff.BuildRequest, out func(st
 	res.Release = rel.Version
 	out("-----> Created release %s", rel.Label())
 	return res, nil
+}
+
+// buildKey digests everything a build reads.
+func buildKey(tree, buildpack string, vars map[string]string) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "skiff-build-1\x00%s\x00%s\x00", tree, buildpack)
+	for _, k := range skiff.SortedTypes(vars) {
+		fmt.Fprintf(h, "%s=%s\x00", k, vars[k])
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// reusable finds the newest release of app built from the same inputs
+// whose image is still stored.
+func (b *Builder) reusable(ctx context.Context, app, key string) (skiff.Release, bool, error) {
+	rels, err := b.st.ListReleases(ctx, app)
+	if err != nil {
+		return skiff.Release{}, false, err
+	}
+	for i := len(rels) - 1; i >= 0; i-- {
+		r := rels[i]
+		if r.BuildKey != key {
+			continue
+		}
+		if info, err := b.st.Slugs.GetInfo(ctx, r.Image.Object); err == nil && !info.Deleted {
+			return r, true, nil
+		}
+	}
+	return skiff.Release{}, false, nil
+}
+
+// choose picks the buildpack: the one the app names, else the first that
+// detects the tree, else none when a Procfile says what to run.
+func (b *Builder) choose(src, named string) (buildpack.Buildpack, error) {
+	if named != "" {
+		bp, err := buildpack.Named(named)
+		if err != nil {
+			return nil, err
+		}
+		if ok, err := bp.Detect(src); err != nil {
+			return nil, err
+		} else if !ok {
+			return nil, skiff.Errorf(skiff.KindFailed, "check SKIFF_BUILDPACK or app.json's buildpacks, or the app's files",
+				"buildpack %s does not recognise this app", bp.Name())
+		}
+		return bp, nil
+	}
+	bp, err := buildpack.Detect(src)
+	if err != nil || bp != nil {
+		return bp, err
+	}
+	if _, err := os.Stat(filepath.Join(src, "Procfile")); err == nil {
+		return nil, nil
+	}
+	return nil, skiff.Errorf(skiff.KindFailed,
+		"add go.mod, package.json, requirements.txt or index.html, a Procfile saying what to run, or name a buildpack with skiff config set SKIFF_BUILDPACK=…",
+		"no app detected: Skiff builds Go, Node.js, Python and static sites")
+}
+
+// prepareSandbox makes the build's HOME and TMPDIR and the app's cache
+// directory, all owned by the app's build user, and gives it the tree.
+func (b *Builder) prepareSandbox(ctx context.Context, app, work, src string) (sandbox, string, error) {
+	box := sandbox{uid: -1, home: filepath.Join(work, "home"), tmp: filepath.Join(work, "tmp")}
+	cache := filepath.Join(b.cfg.CacheDir, app)
+	for _, d := range []string{box.home, box.tmp, cache} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return box, "", err
+		}
+	}
+	if os.Geteuid() != 0 {
+		return box, cache, nil
+	}
+	uid, err := b.appUID(ctx, app)
+	if err != nil {
+		return box, "", err
+	}
+	box.uid = uid
+	if err := os.Chmod(work, 0o711); err != nil {
+		return box, "", err
+	}
+	for _, d := range []string{box.home, box.tmp, src} {
+		if err := chownTree(d, uid); err != nil {
+			return box, "", err
+		}
+	}
+	// The cache may hold files of an earlier build; they are the app's.
+	if err := chownTree(cache, uid); err != nil {
+		return box, "", err
+	}
+	return box, cache, nil
+}
+
+// processes reads the Procfile, whose types override the buildpack's
+// defaults.
+func processes(src string, defaults map[string]string) (map[string]string, error) {
+	procs := map[string]string{}
+	for t, c := range defaults {
+		procs[t] = c
+	}
+	declared, err := readProcfile(src)
+	if err != nil {
+		var serr *skiff.Error
+		if len(defaults) > 0 && errors.As(err, &serr) && serr.Message == "no Procfile found" {
+			return procs, nil
+		}
+		return nil, err
+	}
+	for t, c := range declared {
+		procs[t] = c
+	}
+	return procs, nil
+}
+
+// runScript runs an app.json script in the built tree, in the sandbox.
+func (b *Builder) runScript(ctx context.Context, box sandbox, dir string, vars map[string]string, script string, out func(string, ...any)) error {
+	cmd := box.Command(ctx, "/bin/bash", "-c", script)
+	cmd.Dir = dir
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	w := buildpack.Indent(lineWriter(out))
+	cmd.Stdout, cmd.Stderr = w, w
+	err := cmd.Run()
+	w.Flush()
+	if err != nil {
+		return skiff.Errorf(skiff.KindFailed, "fix app.json's scripts.predeploy or what it runs", "predeploy script failed: %v", err)
+	}
+	return nil
+}
+
+// checkSize refuses a tree that cannot make an image under the limit,
+// before spending time compressing it.
+func (b *Builder) checkSize(dir string) error {
+	var total int64
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		info, err := d.Info()
+		if err == nil {
+			total += info.Size()
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	// Compression rarely does better than a tenth.
+	if total/10 > b.cfg.MaxImage {
+		return imageTooLarge(total, b.cfg.MaxImage)
+	}
+	return nil
+}
+
+func imageTooLarge(size, limit int64) error {
+	return skiff.Errorf(skiff.KindFailed,
+		"list what the app does not need at run time (tests, docs, build caches) in .slugignore, or raise the limit: skiff server --max-image",
+		"the image is %s, over the limit of %s", skiff.HumanBytes(size), skiff.HumanBytes(limit))
+}
+
+// applyFormation sets, from app.json, the quantity of each process type
+// the app has not been scaled for yet.
+func (b *Builder) applyFormation(ctx context.Context, app string, m appJSON) error {
+	if len(m.Formation) == 0 {
+		return nil
+	}
+	_, err := b.st.Formations.Upsert(ctx, app, func(f *skiff.Formation) error {
+		f.App = app
+		for t, e := range m.Formation {
+			if e.Quantity == nil {
+				continue
+			}
+			if _, set := f.Quantity[t]; !set {
+				if f.Quantity == nil {
+					f.Quantity = map[string]int{}
+				}
+				f.Quantity[t] = *e.Quantity
+			}
+		}
+		return nil
+	})
+	return err
+}
+
+// lineWriter turns out into a writer of whole lines.
+func lineWriter(out func(string, ...any)) io.Writer { return lineFunc(out) }
+
+type lineFunc func(string, ...any)
+
+func (f lineFunc) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimSuffix(string(p), "\n"), "\n") {
+		f("%s", strings.TrimRight(line, "\r"))
+	}
+	return len(p), nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // storeImage puts the image in the slugs store (unless an identical one is

@@ -46,7 +46,10 @@ func start(t *testing.T, cfg build.Config) *store.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.WorkDir = filepath.Join(t.TempDir(), "builds")
+	root := t.TempDir()
+	os.Chmod(root, 0o711)
+	os.Chmod(filepath.Dir(root), 0o711)
+	cfg.WorkDir, cfg.CacheDir = filepath.Join(root, "builds"), filepath.Join(root, "cache")
 	b, err := build.New(cfg, st)
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +86,9 @@ func upload(t *testing.T, st *store.Store, app, id string, files map[string]stri
 		t.Fatal(err)
 	}
 	name := app + "/" + id + ".tar.gz"
+	if _, err := st.Apps.Upsert(context.Background(), app, func(a *skiff.App) error { a.Name = app; return nil }); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := st.Sources.Put(context.Background(), jetstream.ObjectMeta{Name: name}, &buf); err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +274,7 @@ func TestBuildRejectsBadProcfile(t *testing.T) {
 		err   string // in the result's error
 		hint  string // in its hint
 	}{
-		{"missing", map[string]string{"server.py": "print()\n"}, "no Procfile found", "add a Procfile"},
+		{"missing", map[string]string{"server.py": "print()\n"}, "no app detected", "a Procfile saying what to run"},
 		{"malformed", map[string]string{"Procfile": "web python3 server.py\n"}, "Procfile line 1", `"type: command"`},
 		{"bad type", map[string]string{"Procfile": "web: ./a\nweb server: ./b\n"}, `Procfile line 2: invalid process type "web server"`, `"type: command"`},
 		{"no types", map[string]string{"Procfile": "# to do\n"}, "Procfile defines no process types", "web: ./server"},

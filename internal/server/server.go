@@ -63,6 +63,7 @@ type Config struct {
 	DrainDelay   time.Duration
 	BuildTimeout time.Duration
 	MaxUpload    int64
+	MaxImage     int64
 
 	Logger *slog.Logger
 	// Out receives the messages meant for the person who started the
@@ -119,6 +120,32 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
+// privateDataDir makes the data directory traversable but not listable,
+// so that builds, which run as their app's user, reach their own build and
+// cache directories, and keeps everything else in it private to the
+// server's user.
+func privateDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.IsDir() || e.Name() == "builds" || e.Name() == "buildcache" {
+			continue
+		}
+		if err := os.Chmod(filepath.Join(dir, e.Name()), 0o700); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -134,7 +161,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	log := cfg.Logger
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	if err := privateDataDir(cfg.DataDir); err != nil {
 		return fmt.Errorf("server: data directory: %w", err)
 	}
 	busToken, err := secret.LoadOrCreateKey(filepath.Join(cfg.DataDir, "bus.key"))
@@ -172,6 +199,10 @@ func Run(ctx context.Context, cfg Config) error {
 	roles, err := newRoles(ctx, cfg, st)
 	if err != nil {
 		return err
+	}
+	// Again, now that the roles have made their directories.
+	if err := privateDataDir(cfg.DataDir); err != nil {
+		return fmt.Errorf("server: data directory: %w", err)
 	}
 	names := make([]string, 0, len(roles))
 	for name := range roles {
@@ -260,8 +291,9 @@ func newRoles(ctx context.Context, cfg Config, st *store.Store) (_ map[string]ro
 		roles[skiff.RoleAgent] = a
 	}
 	if has(skiff.RoleBuilder) {
-		b, err := build.New(build.Config{Name: cfg.NodeName, WorkDir: filepath.Join(cfg.DataDir, "builds"), Images: images,
-			Timeout: cfg.BuildTimeout, Logger: log}, st)
+		b, err := build.New(build.Config{Name: cfg.NodeName, WorkDir: filepath.Join(cfg.DataDir, "builds"),
+			CacheDir: filepath.Join(cfg.DataDir, "buildcache"), Images: images, Timeout: cfg.BuildTimeout,
+			MaxImage: cfg.MaxImage, Logger: log}, st)
 		if err != nil {
 			return nil, err
 		}

@@ -135,7 +135,7 @@ func (r *running) get(t *testing.T, path, token string, v any) int {
 }
 
 func TestRun(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
+	dir := filepath.Join(reachable(t), "data")
 	tokenPath := filepath.Join(dir, "admin.token")
 
 	r := startServer(t, dir)
@@ -249,10 +249,22 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			err := server.Run(ctx, tt.cfg(t.TempDir()))
+			err := server.Run(ctx, tt.cfg(reachable(t)))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Run = %v, want an error containing %q", err, tt.want)
 			}
 		})
 	}
+}
+
+// reachable is a temporary directory that builds, which run as their app's
+// user, can reach.
+func reachable(t *testing.T) string {
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }

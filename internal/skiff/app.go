@@ -21,6 +21,9 @@ type App struct {
 	// Owner is the user who created the app. Only the owner and admins may
 	// see or change it.
 	Owner string `json:"owner,omitempty"`
+	// UID is the user ID the app's builds run as, given at its first
+	// build and never shared with another app.
+	UID int `json:"uid,omitempty"`
 }
 
 // MayUse reports whether tok's user may see and change app.

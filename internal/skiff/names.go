@@ -14,6 +14,7 @@ const (
 	BucketDomains     = "domains"
 	BucketTokens      = "tokens"
 	BucketKeys        = "keys"
+	BucketUIDs        = "uids" // user IDs given to apps, so that no two share one
 	BucketLocks       = "locks"
 )
 

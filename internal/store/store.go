@@ -84,6 +84,7 @@ type Store struct {
 	Domains     *Bucket[skiff.Domain]
 	Tokens      *Bucket[skiff.Token]
 	Keys        *Bucket[skiff.Key]
+	UIDs        *Bucket[string] // uid -> app
 	locks       jetstream.KeyValue
 
 	Sources jetstream.ObjectStore
@@ -131,6 +132,7 @@ func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*St
 	s.Domains = bucket[skiff.Domain](open(skiff.BucketDomains, jetstream.KeyValueConfig{}), s.log)
 	s.Tokens = bucket[skiff.Token](open(skiff.BucketTokens, jetstream.KeyValueConfig{}), s.log)
 	s.Keys = bucket[skiff.Key](open(skiff.BucketKeys, jetstream.KeyValueConfig{}), s.log)
+	s.UIDs = bucket[string](open(skiff.BucketUIDs, jetstream.KeyValueConfig{}), s.log)
 	s.locks = open(skiff.BucketLocks, jetstream.KeyValueConfig{TTL: opt.LockTTL, LimitMarkerTTL: opt.LockTTL})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -89,7 +89,11 @@ func freePort(t *testing.T) string {
 // directory; extra flags are passed through.
 func startServer(t *testing.T, flags ...string) *server {
 	t.Helper()
-	s := &server{t: t, data: t.TempDir(), home: t.TempDir(), apiAddr: freePort(t), rtrAddr: freePort(t), sshAddr: freePort(t), flags: flags}
+	data := t.TempDir()
+	// Builds run as their app's user, which must be able to reach the
+	// data directory, as it can under /var/lib.
+	os.Chmod(filepath.Dir(data), 0o711)
+	s := &server{t: t, data: data, home: t.TempDir(), apiAddr: freePort(t), rtrAddr: freePort(t), sshAddr: freePort(t), flags: flags}
 	s.start()
 	t.Cleanup(func() {
 		s.stop()

@@ -1,0 +1,134 @@
+package build
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/skiff-paas/skiff/internal/skiff"
+)
+
+// appJSON is what the builder reads of an app.json manifest (Heroku's
+// format, with Dokku's health checks).
+type appJSON struct {
+	Buildpacks []struct {
+		URL string `json:"url"`
+	} `json:"buildpacks"`
+	Formation map[string]struct {
+		Quantity *int `json:"quantity"`
+	} `json:"formation"`
+	Scripts struct {
+		// Predeploy runs in the built tree, in the build's sandbox, before
+		// the image is packed; its failure fails the build.
+		Predeploy  string `json:"predeploy"`
+		Postdeploy string `json:"postdeploy"`
+	} `json:"scripts"`
+	Env         map[string]envVar `json:"env"`
+	Healthcheck struct {
+		Path string `json:"path"`
+	} `json:"healthcheck"`
+	Healthchecks map[string][]struct {
+		Type string `json:"type"`
+		Path string `json:"path"`
+	} `json:"healthchecks"`
+}
+
+// envVar is an app.json env entry: a string, or an object with a value
+// and whether it is required.
+type envVar struct {
+	Value    string `json:"value"`
+	Required bool   `json:"required"`
+}
+
+func (v *envVar) UnmarshalJSON(data []byte) error {
+	var s string
+	if json.Unmarshal(data, &s) == nil {
+		v.Value = s
+		return nil
+	}
+	type plain envVar
+	return json.Unmarshal(data, (*plain)(v))
+}
+
+// readAppJSON reads dir/app.json; a missing file is an empty manifest.
+func readAppJSON(dir string) (appJSON, error) {
+	var m appJSON
+	data, err := os.ReadFile(filepath.Join(dir, "app.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return m, nil
+	}
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return m, skiff.Errorf(skiff.KindFailed, "fix app.json: it must be a JSON object as Heroku's app.json describes",
+			"app.json is not valid: %v", err)
+	}
+	for t := range m.Formation {
+		if err := skiff.ValidateProcessType(t); err != nil {
+			return m, skiff.Errorf(skiff.KindFailed, "name process types of the Procfile in app.json's formation",
+				"app.json formation: invalid process type %q", t)
+		}
+		if q := m.Formation[t].Quantity; q != nil && (*q < 0 || *q > 100) {
+			return m, skiff.Errorf(skiff.KindFailed, "give a quantity from 0 to 100", "app.json formation: quantity %d for %s", *q, t)
+		}
+	}
+	for k := range m.Env {
+		if err := skiff.ValidateConfigKey(k); err != nil {
+			return m, skiff.Errorf(skiff.KindFailed, "fix the name in app.json's env", "app.json env: %v", err)
+		}
+	}
+	return m, nil
+}
+
+// buildpack is the buildpack app.json names, if any.
+func (m appJSON) buildpack() string {
+	if len(m.Buildpacks) == 0 {
+		return ""
+	}
+	return m.Buildpacks[0].URL
+}
+
+// healthCheck is the web health check path, from either form.
+func (m appJSON) healthCheck() string {
+	for _, c := range m.Healthchecks["web"] {
+		if c.Path != "" && (c.Type == "" || c.Type == "startup" || c.Type == "readiness") {
+			return c.Path
+		}
+	}
+	return m.Healthcheck.Path
+}
+
+// env returns the default values of app.json's env, and an error naming
+// the required variables that have neither a value nor a config var.
+func (m appJSON) env(config map[string]string) (map[string]string, error) {
+	out := map[string]string{}
+	var missing []string
+	for k, v := range m.Env {
+		if v.Value != "" {
+			out[k] = v.Value
+		} else if _, set := config[k]; v.Required && !set {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return nil, skiff.Errorf(skiff.KindFailed, fmt.Sprintf("set them: skiff config set %s=…", strings.Join(missing, "=… ")),
+			"app.json requires config vars that are not set: %s", strings.Join(missing, ", "))
+	}
+	return out, nil
+}
+
+// noWebWanted reports whether app.json declares a formation without web:
+// an app meant to run no web process.
+func (m appJSON) noWebWanted() bool {
+	if len(m.Formation) == 0 {
+		return false
+	}
+	w, ok := m.Formation["web"]
+	return !ok || w.Quantity != nil && *w.Quantity == 0
+}

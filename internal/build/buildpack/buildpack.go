@@ -1,0 +1,143 @@
+// Package buildpack turns an app's source tree into a runnable tree: it
+// detects what kind of app it is (Go, Node.js, Python, a static site, or
+// anything a Heroku v2 buildpack knows) and compiles it in place,
+// installing dependencies with caches that persist between builds.
+//
+// The builder role owns everything around a compile: fetching the source,
+// the sandbox (the app's build user, its own HOME and TMPDIR, a time
+// limit), the per-app cache directory, and packing the result into an
+// image. A buildpack only reads and writes the tree and its own cache
+// subdirectory, and runs commands through the Sandbox it is given.
+package buildpack
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+)
+
+// Build is one compile of an app.
+type Build struct {
+	// App is the app's name.
+	App string
+	// Dir is the app's tree. The buildpack compiles it in place; what is
+	// in it afterwards becomes the image, which runs with Dir's contents
+	// as its working directory and HOME (Heroku's /app). Nothing may
+	// depend on Dir's own path at run time: it is not where the image
+	// will be.
+	Dir string
+	// CacheDir persists between builds of this app and of no other. Each
+	// buildpack keeps to its own subdirectory of it (CacheDir/go,
+	// CacheDir/nodejs…). It may be empty or stale: a buildpack must work
+	// from an empty cache and must not trust a cache made by another
+	// version of a tool without checking.
+	CacheDir string
+	// Env is the app's config vars, as the build sees them (Heroku's
+	// ENV_DIR). Buildpacks read their settings from it (PIP_INDEX_URL,
+	// GOPROXY, NPM_CONFIG_REGISTRY…) and pass it to the tools they run.
+	Env map[string]string
+	// Out receives the build's output for the user. Headings are written as
+	// "-----> Installing dependencies", details indented by seven spaces;
+	// Indent wraps a writer for a tool's own output.
+	Out io.Writer
+	// Sandbox runs the build's commands.
+	Sandbox Sandbox
+}
+
+// MkdirAll makes a directory, and its parents, as the sandbox's user: a
+// cache directory must belong to the user the build's tools run as.
+func (b *Build) MkdirAll(ctx context.Context, dir string) error {
+	cmd := b.Sandbox.Command(ctx, "mkdir", "-p", dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("mkdir %s: %v: %s", dir, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// Sandbox makes the commands a build runs. The builder's sandbox runs them
+// as the app's build user, never root, with HOME and TMPDIR of the build's
+// own, a PATH with the platform's toolchains, and kills them (and
+// everything they started) when ctx ends.
+type Sandbox interface {
+	// Command returns a command ready to run. Its Env holds the base
+	// environment (PATH, HOME, TMPDIR, LANG); the caller appends to it,
+	// sets Dir, Stdout and Stderr, and runs it.
+	Command(ctx context.Context, name string, args ...string) *exec.Cmd
+}
+
+// Result is what a compile found out about the app.
+type Result struct {
+	// Processes are the default process types (e.g. web: npm start). The
+	// app's Procfile overrides them type by type.
+	Processes map[string]string
+}
+
+// Buildpack is one way of building an app.
+type Buildpack interface {
+	// Name is the buildpack's short name: go, nodejs, python, static, or a
+	// Heroku v2 buildpack's own name.
+	Name() string
+	// Detect reports whether the tree at dir is an app of this kind.
+	Detect(dir string) (bool, error)
+	// Compile builds b.Dir in place.
+	Compile(ctx context.Context, b *Build) (Result, error)
+}
+
+// Direct is a Sandbox that runs commands as the calling user, with the
+// given HOME and TMPDIR and the calling process's PATH. It is for tests
+// and for a builder that does not run as root.
+type Direct struct {
+	Home, Tmp string
+}
+
+// Command implements Sandbox.
+func (d Direct) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + d.Home, "TMPDIR=" + d.Tmp, "LANG=C.UTF-8"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	return cmd
+}
+
+// Indent wraps w so that every line written to it is indented by seven
+// spaces, as the details under a "-----> " heading are. Write whole lines
+// for the best result; a partial last line is held until Flush.
+func Indent(w io.Writer) *Indenter { return &Indenter{w: w} }
+
+// Indenter is the writer Indent returns.
+type Indenter struct {
+	w   io.Writer
+	buf []byte
+}
+
+func (in *Indenter) Write(p []byte) (int, error) {
+	in.buf = append(in.buf, p...)
+	for {
+		i := bytes.IndexByte(in.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := strings.TrimRight(string(in.buf[:i]), "\r")
+		in.buf = in.buf[i+1:]
+		if _, err := fmt.Fprintf(in.w, "       %s\n", line); err != nil {
+			return len(p), err
+		}
+	}
+	return len(p), nil
+}
+
+// Flush writes a partial last line, if any.
+func (in *Indenter) Flush() error {
+	if len(in.buf) == 0 {
+		return nil
+	}
+	line := string(in.buf)
+	in.buf = nil
+	_, err := fmt.Fprintf(in.w, "       %s\n", line)
+	return err
+}
