@@ -54,6 +54,9 @@ type Build struct {
 func (b *Build) MkdirAll(ctx context.Context, dir string) error {
 	cmd := b.Sandbox.Command(ctx, "mkdir", "-p", dir)
 	if out, err := cmd.CombinedOutput(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("mkdir %s: %v: %s", dir, err, bytes.TrimSpace(out))
 	}
 	return nil

@@ -338,9 +338,8 @@ func (j *v2Job) detect(dir string) (string, error) {
 }
 
 // writeEnvDir writes the app's config into a new ENV_DIR, one file per
-// variable, and returns its path. The files are made by the sandbox (tar
-// reading from standard input), so that they belong to its user, who
-// alone can read them.
+// variable, and returns its path. The files are made by the sandbox, so
+// that they belong to its user, who alone can read them.
 func (j *v2Job) writeEnvDir() (string, error) {
 	var suffix [8]byte
 	rand.Read(suffix[:])
@@ -352,24 +351,13 @@ func (j *v2Job) writeEnvDir() (string, error) {
 		}
 	}
 	sort.Strings(keys)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	now := time.Now()
-	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: 0o700, ModTime: now})
+	files := []sandboxFile{{name: name + "/", mode: 0o700}}
 	for _, k := range keys {
-		v := j.b.Env[k]
-		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name + "/" + k, Mode: 0o600, Size: int64(len(v)), ModTime: now})
-		tw.Write([]byte(v))
+		files = append(files, sandboxFile{name: name + "/" + k, mode: 0o600, data: []byte(j.b.Env[k])})
 	}
-	if err := tw.Close(); err != nil {
-		return "", err
-	}
-	cmd := j.b.Sandbox.Command(j.ctx, "tar", "-x", "-f", "-", "-C", j.root)
-	cmd.Dir = j.b.Dir
-	cmd.Stdin = &buf
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if err := writeInSandbox(j.ctx, j.b, j.root, files...); err != nil {
 		os.RemoveAll(filepath.Join(j.root, name))
-		return "", j.fail(fmt.Errorf("%w: %s", err, bytes.TrimSpace(out)), "write ENV_DIR")
+		return "", j.fail(err, "write ENV_DIR")
 	}
 	return filepath.Join(j.root, name), nil
 }
@@ -490,4 +478,47 @@ func (l *v2LineWriter) Flush() error {
 	_, err := l.w.Write(append(l.buf, '\n'))
 	l.buf = nil
 	return err
+}
+
+// sandboxFile is a file to write with writeInSandbox; a name ending in /
+// is a directory.
+type sandboxFile struct {
+	name string
+	mode int64
+	data []byte
+}
+
+// writeInSandbox writes files under dir as the sandbox's user (tar reading
+// from standard input), so that the build's later commands, which run as
+// that user, can change them: a file the builder wrote itself would
+// belong to the builder.
+func writeInSandbox(ctx context.Context, b *Build, dir string, files ...sandboxFile) error {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	now := time.Now()
+	for _, f := range files {
+		h := &tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: now}
+		if strings.HasSuffix(f.name, "/") {
+			h.Typeflag, h.Size = tar.TypeDir, 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	cmd := b.Sandbox.Command(ctx, "tar", "-x", "-f", "-", "-C", dir)
+	cmd.Dir = b.Dir
+	cmd.Stdin = &buf
+	if out, err := cmd.CombinedOutput(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("tar: %w: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
 }

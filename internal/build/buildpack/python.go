@@ -215,7 +215,7 @@ func (p pythonPack) Compile(ctx context.Context, b *Build) (Result, error) {
 	if changed {
 		j.save(pyMeta{Layout: pyLayout, Interpreter: info.Interpreter, Mode: plan.mode, Key: plan.key})
 	}
-	if err := pyWriteProfile(b.Dir); err != nil {
+	if err := j.writeProfile(); err != nil {
 		return Result{}, err
 	}
 	return Result{}, nil
@@ -1016,12 +1016,11 @@ export PYTHONUNBUFFERED=1
 unset PYTHONHOME
 `
 
-func pyWriteProfile(dir string) error {
-	d := filepath.Join(dir, ".profile.d")
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		return fmt.Errorf("write .profile.d/python.sh: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(d, "python.sh"), []byte(pyProfile), 0o644); err != nil {
+func (j *pyJob) writeProfile() error {
+	err := writeInSandbox(j.ctx, j.b, j.b.Dir,
+		sandboxFile{name: ".profile.d/", mode: 0o755},
+		sandboxFile{name: ".profile.d/python.sh", mode: 0o644, data: []byte(pyProfile)})
+	if err != nil {
 		return fmt.Errorf("write .profile.d/python.sh: %w", err)
 	}
 	return nil
