@@ -13,10 +13,12 @@ package buildpack
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 )
@@ -143,4 +145,143 @@ func (in *Indenter) Flush() error {
 	in.buf = nil
 	_, err := fmt.Fprintf(in.w, "       %s\n", line)
 	return err
+}
+
+// Helpers shared by the buildpacks.
+
+// command makes a sandboxed command in dir with env added to the
+// sandbox's own environment.
+func (b *Build) command(ctx context.Context, dir string, env []string, name string, args ...string) *exec.Cmd {
+	cmd := b.Sandbox.Command(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
+}
+
+// flushWriter is an output that holds a partial line until flushed, as
+// an Indenter does.
+type flushWriter interface {
+	io.Writer
+	Flush() error
+}
+
+// runTo runs cmd with its standard output and error to out, flushed
+// afterwards.
+func runTo(cmd *exec.Cmd, out flushWriter) error {
+	cmd.Stdout, cmd.Stderr = out, out
+	err := cmd.Run()
+	if ferr := out.Flush(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// outputOf runs cmd and returns its standard output; its standard error
+// goes to w, indented.
+func outputOf(cmd *exec.Cmd, w io.Writer) ([]byte, error) {
+	var stdout bytes.Buffer
+	errs := Indent(w)
+	cmd.Stdout, cmd.Stderr = &stdout, errs
+	err := cmd.Run()
+	errs.Flush()
+	return stdout.Bytes(), err
+}
+
+// platformError is the error of a step that failed for a reason outside
+// the app: the cancellation if the build was cancelled, else err with
+// what was being done.
+func platformError(ctx context.Context, err error, what string) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// sandboxRun runs a command of the build in b.Dir with env added to the
+// sandbox's own, streaming its output (stdout and stderr, in order)
+// indented to b.Out. It returns the last part of that output, for errors
+// that depend on what the tool said.
+func sandboxRun(ctx context.Context, b *Build, env []string, name string, args ...string) (string, error) {
+	cmd := b.command(ctx, b.Dir, env, name, args...)
+	tail := &tailWriter{max: 32 << 10}
+	out := Indent(b.Out)
+	// One writer for both: exec then copies them through one pipe, in
+	// the order the tool wrote them.
+	w := io.MultiWriter(out, tail)
+	cmd.Stdout, cmd.Stderr = w, w
+	err := cmd.Run()
+	out.Flush()
+	return tail.String(), err
+}
+
+// sandboxOutput runs a command of the build in b.Dir and returns its
+// output, trimmed. It is for short queries (versions), whose failure is
+// the platform's, not the app's.
+func sandboxOutput(ctx context.Context, b *Build, env []string, name string, args ...string) (string, error) {
+	cmd := b.command(ctx, b.Dir, env, name, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		line := strings.Join(append([]string{name}, args...), " ")
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return "", fmt.Errorf("%s: %w: %s", line, err, msg)
+		}
+		return "", fmt.Errorf("%s: %w", line, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// tailWriter keeps the last max bytes written to it.
+type tailWriter struct {
+	max int
+	buf []byte
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailWriter) String() string { return string(t.buf) }
+
+// isFile reports whether name exists and is not a directory.
+func isFile(name string) (bool, error) {
+	info, err := os.Stat(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return info.Mode().IsRegular(), nil
+}
+
+// hasFile reports whether dir holds a file of one of the names: how the
+// built-in buildpacks detect their apps.
+func hasFile(dir string, names ...string) (bool, error) {
+	for _, name := range names {
+		if ok, err := isFile(filepath.Join(dir, name)); ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+// isDir reports whether name exists and is a directory.
+func isDir(name string) (bool, error) {
+	info, err := os.Stat(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return info.IsDir(), nil
 }

@@ -33,7 +33,7 @@ type goPack struct{}
 
 func (goPack) Name() string { return "go" }
 
-func (goPack) Detect(dir string) (bool, error) { return isFile(filepath.Join(dir, "go.mod")) }
+func (goPack) Detect(dir string) (bool, error) { return hasFile(dir, "go.mod") }
 
 // goPassEnv are the app's config vars that reach the go command: where
 // modules come from and how they are built. Other config vars (GOOS,
@@ -353,88 +353,4 @@ func isMajorVersion(s string) bool {
 		}
 	}
 	return true
-}
-
-// Helpers shared by the built-in buildpacks.
-
-// sandboxRun runs a command of the build in b.Dir with env added to the
-// sandbox's own, streaming its output (stdout and stderr, in order)
-// indented to b.Out. It returns the last part of that output, for errors
-// that depend on what the tool said.
-func sandboxRun(ctx context.Context, b *Build, env []string, name string, args ...string) (string, error) {
-	cmd := b.Sandbox.Command(ctx, name, args...)
-	cmd.Dir = b.Dir
-	cmd.Env = append(cmd.Env, env...)
-	tail := &tailWriter{max: 32 << 10}
-	out := Indent(b.Out)
-	// One writer for both: exec then copies them through one pipe, in
-	// the order the tool wrote them.
-	w := io.MultiWriter(out, tail)
-	cmd.Stdout, cmd.Stderr = w, w
-	err := cmd.Run()
-	out.Flush()
-	return tail.String(), err
-}
-
-// sandboxOutput runs a command of the build in b.Dir and returns its
-// output, trimmed. It is for short queries (versions), whose failure is
-// the platform's, not the app's.
-func sandboxOutput(ctx context.Context, b *Build, env []string, name string, args ...string) (string, error) {
-	cmd := b.Sandbox.Command(ctx, name, args...)
-	cmd.Dir = b.Dir
-	cmd.Env = append(cmd.Env, env...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		if ctx.Err() != nil {
-			return "", ctx.Err()
-		}
-		line := strings.Join(append([]string{name}, args...), " ")
-		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return "", fmt.Errorf("%s: %w: %s", line, err, msg)
-		}
-		return "", fmt.Errorf("%s: %w", line, err)
-	}
-	return strings.TrimSpace(string(out)), nil
-}
-
-// tailWriter keeps the last max bytes written to it.
-type tailWriter struct {
-	max int
-	buf []byte
-}
-
-func (t *tailWriter) Write(p []byte) (int, error) {
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.max; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailWriter) String() string { return string(t.buf) }
-
-// isFile reports whether name exists and is not a directory.
-func isFile(name string) (bool, error) {
-	info, err := os.Stat(name)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return !info.IsDir(), nil
-}
-
-// isDir reports whether name exists and is a directory.
-func isDir(name string) (bool, error) {
-	info, err := os.Stat(name)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return info.IsDir(), nil
 }

@@ -107,7 +107,7 @@ func (h *herokuV2) Compile(ctx context.Context, b *Build) (Result, error) {
 		return Result{}, err
 	}
 	for _, script := range []string{"detect", "compile"} {
-		if ok, err := pyIsFile(filepath.Join(dir, "bin", script)); err != nil {
+		if ok, err := isFile(filepath.Join(dir, "bin", script)); err != nil {
 			return Result{}, err
 		} else if !ok {
 			return Result{}, skiff.Errorf(skiff.KindFailed, v2Hint, "buildpack %s has no bin/%s", h.source, script)
@@ -151,42 +151,18 @@ func (j *v2Job) env() []string {
 
 // run runs a command in dir with the sandbox's environment and extra,
 // its standard output and error to out.
-func (j *v2Job) run(dir string, extra []string, out interface {
-	io.Writer
-	Flush() error
-}, name string, args ...string) error {
-	cmd := j.b.Sandbox.Command(j.ctx, name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(cmd.Env, extra...)
-	cmd.Stdout, cmd.Stderr = out, out
-	err := cmd.Run()
-	if ferr := out.Flush(); err == nil {
-		err = ferr
-	}
-	return err
+func (j *v2Job) run(dir string, extra []string, out flushWriter, name string, args ...string) error {
+	return runTo(j.b.command(j.ctx, dir, extra, name, args...), out)
 }
 
 // output runs a command and returns its standard output; its standard
 // error goes to the user, indented.
 func (j *v2Job) output(dir string, extra []string, name string, args ...string) ([]byte, error) {
-	cmd := j.b.Sandbox.Command(j.ctx, name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(cmd.Env, extra...)
-	var stdout bytes.Buffer
-	errs := Indent(j.b.Out)
-	cmd.Stdout, cmd.Stderr = &stdout, errs
-	err := cmd.Run()
-	errs.Flush()
-	return stdout.Bytes(), err
+	return outputOf(j.b.command(j.ctx, dir, extra, name, args...), j.b.Out)
 }
 
 // fail is the error of a step that failed for a reason outside the app.
-func (j *v2Job) fail(err error, what string) error {
-	if j.ctx.Err() != nil {
-		return j.ctx.Err()
-	}
-	return fmt.Errorf("%s: %w", what, err)
-}
+func (j *v2Job) fail(err error, what string) error { return platformError(j.ctx, err, what) }
 
 // scriptError is the error of a buildpack script that failed.
 func (j *v2Job) scriptError(err error, script, failed, hint string) error {
@@ -208,7 +184,7 @@ func (j *v2Job) fetch(source string) (string, error) {
 		if !filepath.IsAbs(source) {
 			return "", skiff.Errorf(skiff.KindFailed, v2Hint, "buildpack %q is neither a git URL nor an absolute path", source)
 		}
-		if ok, err := pyIsDir(source); err != nil {
+		if ok, err := isDir(source); err != nil {
 			return "", err
 		} else if !ok {
 			return "", skiff.Errorf(skiff.KindFailed, v2Hint, "buildpack directory %s does not exist on the build server", source)
@@ -257,7 +233,7 @@ func (j *v2Job) fetch(source string) (string, error) {
 
 // head returns the commit checked out in dir, if dir is a working clone.
 func (j *v2Job) head(dir string) (string, bool) {
-	if ok, _ := pyIsDir(filepath.Join(dir, ".git")); !ok {
+	if ok, _ := isDir(filepath.Join(dir, ".git")); !ok {
 		return "", false
 	}
 	cmd := j.b.Sandbox.Command(j.ctx, "git", "-C", dir, "rev-parse", "--verify", "HEAD")

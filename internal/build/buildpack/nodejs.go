@@ -32,7 +32,7 @@ type nodePack struct{}
 
 func (nodePack) Name() string { return "nodejs" }
 
-func (nodePack) Detect(dir string) (bool, error) { return isFile(filepath.Join(dir, "package.json")) }
+func (nodePack) Detect(dir string) (bool, error) { return hasFile(dir, "package.json") }
 
 // packageJSON is what a build needs of package.json. Fields of the wrong
 // type are left empty: npm reports them in its own words.

@@ -48,13 +48,7 @@ type pythonPack struct{}
 func (pythonPack) Name() string { return "python" }
 
 func (pythonPack) Detect(dir string) (bool, error) {
-	for _, name := range []string{"requirements.txt", "pyproject.toml"} {
-		ok, err := pyIsFile(filepath.Join(dir, name))
-		if ok || err != nil {
-			return ok, err
-		}
-	}
-	return false, nil
+	return hasFile(dir, "requirements.txt", "pyproject.toml")
 }
 
 const (
@@ -154,7 +148,7 @@ func (p pythonPack) Compile(ctx context.Context, b *Build) (Result, error) {
 	meta := j.loadMeta()
 	restored := false
 	if meta.Layout == pyLayout && meta.Interpreter == info.Interpreter {
-		if ok, _ := pyIsDir(j.cachedVenv()); ok {
+		if ok, _ := isDir(j.cachedVenv()); ok {
 			if err := j.run(b.Dir, "cp", "-a", j.cachedVenv(), j.venv); err != nil {
 				if ctx.Err() != nil {
 					return Result{}, ctx.Err()
@@ -275,8 +269,7 @@ func pyEnv(appEnv map[string]string, cache, venv string) []string {
 
 // command makes a sandboxed command in dir with the Python environment.
 func (j *pyJob) command(dir, name string, args ...string) *exec.Cmd {
-	cmd := j.b.Sandbox.Command(j.ctx, name, args...)
-	cmd.Dir = dir
+	cmd := j.b.command(j.ctx, dir, nil, name, args...)
 	path := ""
 	for _, kv := range cmd.Env {
 		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
@@ -292,35 +285,17 @@ func (j *pyJob) command(dir, name string, args ...string) *exec.Cmd {
 
 // run runs a command with its output indented under the current heading.
 func (j *pyJob) run(dir, name string, args ...string) error {
-	cmd := j.command(dir, name, args...)
-	out := Indent(j.b.Out)
-	cmd.Stdout, cmd.Stderr = out, out
-	err := cmd.Run()
-	if ferr := out.Flush(); err == nil {
-		err = ferr
-	}
-	return err
+	return runTo(j.command(dir, name, args...), Indent(j.b.Out))
 }
 
 // output runs a command and returns its standard output; its standard
 // error is shown to the user.
 func (j *pyJob) output(dir, name string, args ...string) ([]byte, error) {
-	cmd := j.command(dir, name, args...)
-	var stdout bytes.Buffer
-	errs := Indent(j.b.Out)
-	cmd.Stdout, cmd.Stderr = &stdout, errs
-	err := cmd.Run()
-	errs.Flush()
-	return stdout.Bytes(), err
+	return outputOf(j.command(dir, name, args...), j.b.Out)
 }
 
 // fail is the error of a step that failed for a reason outside the app.
-func (j *pyJob) fail(err error, what string) error {
-	if j.ctx.Err() != nil {
-		return j.ctx.Err()
-	}
-	return fmt.Errorf("%s: %w", what, err)
-}
+func (j *pyJob) fail(err error, what string) error { return platformError(j.ctx, err, what) }
 
 // pyProbeScript prints, as JSON, the interpreter's version and identity
 // and what the app's pyproject.toml (if any) declares.
@@ -411,7 +386,7 @@ func pyVersionMatches(want, installed string) bool {
 // plan decides how to install the app's dependencies.
 func (j *pyJob) plan(info pyInfo) (pyPlan, error) {
 	dir := j.b.Dir
-	if ok, err := pyIsFile(filepath.Join(dir, "requirements.txt")); err != nil {
+	if ok, err := isFile(filepath.Join(dir, "requirements.txt")); err != nil {
 		return pyPlan{}, err
 	} else if ok {
 		files, err := pyRequirementFiles(dir, "requirements.txt")
@@ -430,7 +405,7 @@ func (j *pyJob) plan(info pyInfo) (pyPlan, error) {
 	if pp == nil {
 		return pyPlan{}, fmt.Errorf("python3 did not read pyproject.toml")
 	}
-	if ok, err := pyIsFile(filepath.Join(dir, "uv.lock")); err != nil {
+	if ok, err := isFile(filepath.Join(dir, "uv.lock")); err != nil {
 		return pyPlan{}, err
 	} else if ok {
 		if j.run(dir, "uv", "--version") == nil {
@@ -1024,28 +999,6 @@ func (j *pyJob) writeProfile() error {
 		return fmt.Errorf("write .profile.d/python.sh: %w", err)
 	}
 	return nil
-}
-
-func pyIsFile(name string) (bool, error) {
-	info, err := os.Stat(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return info.Mode().IsRegular(), nil
-}
-
-func pyIsDir(name string) (bool, error) {
-	info, err := os.Stat(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return info.IsDir(), nil
 }
 
 // pyExists reports whether anything, even a dangling link, is at name.

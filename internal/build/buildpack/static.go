@@ -52,14 +52,7 @@ type staticPack struct{}
 
 func (staticPack) Name() string { return "static" }
 
-func (staticPack) Detect(dir string) (bool, error) {
-	for _, name := range []string{"index.html", "static.json"} {
-		if ok, err := isFile(filepath.Join(dir, name)); ok || err != nil {
-			return ok, err
-		}
-	}
-	return false, nil
-}
+func (staticPack) Detect(dir string) (bool, error) { return hasFile(dir, "index.html", "static.json") }
 
 // staticConfigFile is where the build leaves the canonical configuration
 // in the tree, for StaticHandler.
