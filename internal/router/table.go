@@ -150,23 +150,11 @@ func (v *view) apply(c change, synced *int) bool {
 	}
 	switch c.bucket {
 	case skiff.BucketApps:
-		if c.deleted {
-			delete(v.apps, c.key)
-		} else {
-			v.apps[c.key] = c.value.(skiff.App)
-		}
+		store.Apply(v.apps, c.key, c.deleted, c.value.(skiff.App))
 	case skiff.BucketInstances:
-		if c.deleted {
-			delete(v.instances, c.key)
-		} else {
-			v.instances[c.key] = c.value.(skiff.Instance)
-		}
+		store.Apply(v.instances, c.key, c.deleted, c.value.(skiff.Instance))
 	case skiff.BucketDomains:
-		if c.deleted {
-			delete(v.domains, c.key)
-		} else {
-			v.domains[c.key] = c.value.(skiff.Domain)
-		}
+		store.Apply(v.domains, c.key, c.deleted, c.value.(skiff.Domain))
 	}
 	return true
 }

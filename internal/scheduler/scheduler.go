@@ -225,41 +225,17 @@ func (snap *snapshot) apply(u update) {
 	snap.revs[id] = u.rev
 	switch u.bucket {
 	case skiff.BucketApps:
-		if u.deleted {
-			delete(snap.apps, u.key)
-		} else {
-			snap.apps[u.key] = Versioned[skiff.App]{Value: u.value.(skiff.App), Rev: u.rev}
-		}
+		store.Apply(snap.apps, u.key, u.deleted, Versioned[skiff.App]{Value: u.value.(skiff.App), Rev: u.rev})
 	case skiff.BucketReleases:
-		if u.deleted {
-			delete(snap.releases, u.key)
-		} else {
-			snap.releases[u.key] = Versioned[skiff.Release]{Value: u.value.(skiff.Release), Rev: u.rev}
-		}
+		store.Apply(snap.releases, u.key, u.deleted, Versioned[skiff.Release]{Value: u.value.(skiff.Release), Rev: u.rev})
 	case skiff.BucketFormation:
-		if u.deleted {
-			delete(snap.formations, u.key)
-		} else {
-			snap.formations[u.key] = u.value.(skiff.Formation)
-		}
+		store.Apply(snap.formations, u.key, u.deleted, u.value.(skiff.Formation))
 	case skiff.BucketAssignments:
-		if u.deleted {
-			delete(snap.assignments, u.key)
-		} else {
-			snap.assignments[u.key] = u.value.(skiff.Assignment)
-		}
+		store.Apply(snap.assignments, u.key, u.deleted, u.value.(skiff.Assignment))
 	case skiff.BucketInstances:
-		if u.deleted {
-			delete(snap.instances, u.key)
-		} else {
-			snap.instances[u.key] = u.value.(skiff.Instance)
-		}
+		store.Apply(snap.instances, u.key, u.deleted, u.value.(skiff.Instance))
 	case skiff.BucketNodes:
-		if u.deleted {
-			delete(snap.nodes, u.key)
-		} else {
-			snap.nodes[u.key] = u.value.(skiff.Node)
-		}
+		store.Apply(snap.nodes, u.key, u.deleted, u.value.(skiff.Node))
 	}
 }
 

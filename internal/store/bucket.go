@@ -173,6 +173,15 @@ func isRevisionConflict(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
+// Apply records a watched change in a map of a bucket's values by key.
+func Apply[T any](m map[string]T, key string, deleted bool, v T) {
+	if deleted {
+		delete(m, key)
+		return
+	}
+	m[key] = v
+}
+
 // List returns every value whose key matches filter (a NATS subject
 // pattern such as "myapp.>"; empty for all), in key order of the stream.
 func (b *Bucket[T]) List(ctx context.Context, filter string) ([]Change[T], error) {
