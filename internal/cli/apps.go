@@ -25,18 +25,11 @@ func appsCommand(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if e.g.json {
-				return e.printJSON(apps)
-			}
-			if len(apps) == 0 {
-				fmt.Fprintln(e.stdout, "No apps yet. Create one: skiff apps create NAME")
-				return nil
-			}
-			rows := [][]string{{"NAME", "RELEASE", "PROCESSES", "URL"}}
-			for _, a := range apps {
-				rows = append(rows, []string{a.Name, releaseLabel(a.Current), instanceSummary(a), a.URL})
-			}
-			return e.table(rows)
+			_, err = show(e, apps, "No apps yet. Create one: skiff apps create NAME", []string{"NAME", "RELEASE", "PROCESSES", "URL"},
+				func(a skiff.AppInfo) []string {
+					return []string{a.Name, releaseLabel(a.Current), instanceSummary(a), a.URL}
+				})
+			return err
 		},
 	}
 	e.jsonFlag(cmd)

@@ -254,6 +254,24 @@ func (e *env) appClient() (string, *client.Client, error) {
 	return name, c, err
 }
 
+// show prints a listing: its JSON with --json, else empty when there is
+// nothing, else a table of header and one row per item. It reports
+// whether it printed a table, after which some listings add a note.
+func show[T any](e *env, items []T, empty string, header []string, row func(T) []string) (bool, error) {
+	if e.g.json {
+		return false, e.printJSON(items)
+	}
+	if len(items) == 0 {
+		fmt.Fprintln(e.stdout, empty)
+		return false, nil
+	}
+	rows := [][]string{header}
+	for _, it := range items {
+		rows = append(rows, row(it))
+	}
+	return true, e.table(rows)
+}
+
 // printJSON writes v as indented JSON.
 func (e *env) printJSON(v any) error {
 	enc := json.NewEncoder(e.stdout)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/skiff-paas/skiff/internal/skiff"
 )
 
 func domainsCommand(e *env) *cobra.Command {
@@ -24,18 +26,9 @@ point their DNS at the router.`,
 			if err != nil {
 				return err
 			}
-			if e.g.json {
-				return e.printJSON(ds)
-			}
-			if len(ds) == 0 {
-				fmt.Fprintf(e.stdout, "%s has no custom domains. Add one: skiff domains add -a %s HOST\n", name, name)
-				return nil
-			}
-			rows := [][]string{{"HOSTNAME", "ADDED"}}
-			for _, d := range ds {
-				rows = append(rows, []string{d.Hostname, ago(d.CreatedAt)})
-			}
-			return e.table(rows)
+			_, err = show(e, ds, fmt.Sprintf("%s has no custom domains. Add one: skiff domains add -a %s HOST", name, name),
+				[]string{"HOSTNAME", "ADDED"}, func(d skiff.Domain) []string { return []string{d.Hostname, ago(d.CreatedAt)} })
+			return err
 		},
 	}
 	e.appFlag(cmd)

@@ -34,18 +34,9 @@ may use; an admin's keys work for every app.`,
 			if err != nil {
 				return err
 			}
-			if e.g.json {
-				return e.printJSON(keys)
-			}
-			if len(keys) == 0 {
-				fmt.Fprintln(e.stdout, "No SSH keys yet. Add yours: skiff keys add")
-				return nil
-			}
-			rows := [][]string{{"FINGERPRINT", "NAME", "USER", "ADDED"}}
-			for _, k := range keys {
-				rows = append(rows, []string{k.Fingerprint, k.Name, k.User, ago(k.CreatedAt)})
-			}
-			return e.table(rows)
+			_, err = show(e, keys, "No SSH keys yet. Add yours: skiff keys add", []string{"FINGERPRINT", "NAME", "USER", "ADDED"},
+				func(k skiff.Key) []string { return []string{k.Fingerprint, k.Name, k.User, ago(k.CreatedAt)} })
+			return err
 		},
 	}
 	e.jsonFlag(cmd)

@@ -26,15 +26,9 @@ func psCommand(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if e.g.json {
-				return e.printJSON(ps)
-			}
-			if len(ps) == 0 {
-				fmt.Fprintf(e.stdout, "%s has no processes. Deploy it (skiff deploy -a %s) or scale it (skiff scale -a %s web=1).\n", name, name, name)
-				return nil
-			}
-			rows := [][]string{{"PROCESS", "STATE", "RELEASE", "NODE", "ADDRESS", "SINCE", "RESTARTS", "COMMAND"}}
-			for _, p := range ps {
+			empty := fmt.Sprintf("%s has no processes. Deploy it (skiff deploy -a %s) or scale it (skiff scale -a %s web=1).", name, name, name)
+			header := []string{"PROCESS", "STATE", "RELEASE", "NODE", "ADDRESS", "SINCE", "RESTARTS", "COMMAND"}
+			shown, err := show(e, ps, empty, header, func(p skiff.ProcessView) []string {
 				state := string(p.State)
 				if p.CrashLoop {
 					state += " (crash loop)"
@@ -43,9 +37,9 @@ func psCommand(e *env) *cobra.Command {
 				if addr == "" {
 					addr = "-"
 				}
-				rows = append(rows, []string{p.Name, state, skiff.VersionLabel(p.Release), p.Node, addr, ago(p.Since), strconv.Itoa(p.Restarts), p.Command})
-			}
-			if err := e.table(rows); err != nil {
+				return []string{p.Name, state, skiff.VersionLabel(p.Release), p.Node, addr, ago(p.Since), strconv.Itoa(p.Restarts), p.Command}
+			})
+			if !shown {
 				return err
 			}
 			for _, p := range ps {

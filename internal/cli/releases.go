@@ -23,15 +23,9 @@ func releasesCommand(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if e.g.json {
-				return e.printJSON(rels)
-			}
-			if len(rels) == 0 {
-				fmt.Fprintf(e.stdout, "%s has no releases yet. Deploy it: skiff deploy -a %s\n", name, name)
-				return nil
-			}
-			rows := [][]string{{"", "VERSION", "STATUS", "DESCRIPTION", "IMAGE", "BY", "CREATED"}}
-			for _, r := range rels {
+			empty := fmt.Sprintf("%s has no releases yet. Deploy it: skiff deploy -a %s", name, name)
+			header := []string{"", "VERSION", "STATUS", "DESCRIPTION", "IMAGE", "BY", "CREATED"}
+			shown, err := show(e, rels, empty, header, func(r skiff.ReleaseView) []string {
 				mark, status := "", string(r.Status)
 				if r.Current {
 					mark = "*"
@@ -39,13 +33,12 @@ func releasesCommand(e *env) *cobra.Command {
 				if r.StatusReason != "" && r.Status == skiff.ReleaseFailed {
 					status += ": " + r.StatusReason
 				}
-				rows = append(rows, []string{mark, skiff.VersionLabel(r.Version), status, r.Description, shortDigest(r.Image.Digest), r.CreatedBy, ago(r.CreatedAt)})
+				return []string{mark, skiff.VersionLabel(r.Version), status, r.Description, shortDigest(r.Image.Digest), r.CreatedBy, ago(r.CreatedAt)}
+			})
+			if shown {
+				fmt.Fprintln(e.stdout, "* serving")
 			}
-			if err := e.table(rows); err != nil {
-				return err
-			}
-			fmt.Fprintln(e.stdout, "* serving")
-			return nil
+			return err
 		},
 	}
 	e.appFlag(cmd)
