@@ -387,3 +387,98 @@ func eventually(t *testing.T, d time.Duration, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestBuildSandboxAndManifest builds an app whose app.json predeploy
+// script reports who it runs as and tries another app's cache, and whose
+// .slugignore, env, health check and formation reach the release.
+func TestBuildSandboxAndManifest(t *testing.T) {
+	st := start(t, build.Config{})
+	ctx := context.Background()
+	if res, _ := deploy(t, st, skiff.BuildRequest{ID: "other", App: "other"}, goodApp); res.Error != "" {
+		t.Fatalf("first app: %+v", res)
+	}
+	files := map[string]string{
+		"Procfile":     "web: python3 server.py\nworker: sleep 1000\n",
+		"server.py":    "print()\n",
+		"docs/big.psd": "layers",
+		"notes.psd":    "more layers",
+		"keep.txt":     "kept",
+		".slugignore":  "# design files\n*.psd\n/docs\n",
+		"app.json": `{"scripts": {"predeploy": "echo uid=$(id -u); test -d ../../../cache/other && echo other-there; ls ../../../cache/other >/dev/null 2>&1 && echo peeked || echo no-peek; test -e notes.psd && echo psd-kept || echo psd-gone"},
+			"env": {"MODE": "fast", "SECRET": {"required": false}},
+			"healthchecks": {"web": [{"type": "startup", "path": "/health"}]},
+			"formation": {"worker": {"quantity": 2}}}`,
+	}
+	res, lines := deploy(t, st, skiff.BuildRequest{ID: "mine", App: "mine"}, files)
+	out := strings.Join(lines, "\n")
+	if res.Error != "" {
+		t.Fatalf("build: %+v\n%s", res, out)
+	}
+	if os.Geteuid() == 0 {
+		if strings.Contains(out, "uid=0") || !strings.Contains(out, "uid=2") {
+			t.Errorf("the build did not run as the app's own user:\n%s", out)
+		}
+		if !strings.Contains(out, "other-there") || !strings.Contains(out, "no-peek") {
+			t.Errorf("the build could read another app's cache:\n%s", out)
+		}
+	}
+	for _, want := range []string{"psd-gone", "Removed 2 entries named by .slugignore", "Procfile declares types -> web, worker"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	rel, _, err := st.Releases.Get(ctx, skiff.ReleaseKey("mine", res.Release))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel.HealthCheck != "/health" || rel.Env["MODE"] != "fast" || rel.Buildpack != "procfile" || rel.BuildKey == "" {
+		t.Errorf("release = health %q env %v buildpack %q key %q", rel.HealthCheck, rel.Env, rel.Buildpack, rel.BuildKey)
+	}
+	if f, _, err := st.Formations.Get(ctx, "mine"); err != nil || f.Quantity["worker"] != 2 {
+		t.Errorf("formation from app.json = %+v, %v", f, err)
+	}
+	// The same inputs again reuse the image without building.
+	res2, lines := deploy(t, st, skiff.BuildRequest{ID: "again", App: "mine"}, files)
+	if again := strings.Join(lines, "\n"); res2.Image != res.Image || !strings.Contains(again, "reusing its image") || strings.Contains(again, "predeploy") {
+		t.Errorf("an unchanged build was not reused:\n%s", again)
+	}
+}
+
+func TestBuildRefusesBadManifests(t *testing.T) {
+	st := start(t, build.Config{MaxImage: 4096})
+	for name, c := range map[string]struct {
+		files map[string]string
+		err   string
+	}{
+		"no web":        {map[string]string{"Procfile": "worker: sleep 1\n"}, "no web process"},
+		"required env":  {map[string]string{"Procfile": "web: x\n", "app.json": `{"env": {"API_KEY": {"required": true}}}`}, "API_KEY"},
+		"bad app.json":  {map[string]string{"Procfile": "web: x\n", "app.json": `{"formation": [1]}`}, "app.json is not valid"},
+		"failed script": {map[string]string{"Procfile": "web: x\n", "app.json": `{"scripts": {"predeploy": "exit 3"}}`}, "predeploy script failed"},
+		"unknown pack":  {map[string]string{"Procfile": "web: x\n", "app.json": `{"buildpacks": [{"url": "cobol"}]}`}, `unknown buildpack "cobol"`},
+		"too large":     {map[string]string{"Procfile": "web: x\n", "blob": randomish(200_000)}, "over the limit of 4.0 KiB"},
+	} {
+		res, lines := deploy(t, st, skiff.BuildRequest{ID: strings.ReplaceAll(name, " ", "-"), App: "bad"}, c.files)
+		if !strings.Contains(res.Error, c.err) || res.Hint == "" || res.Release != 0 {
+			t.Errorf("%s: result %+v, want an error with %q and a hint\n%s", name, res, c.err, strings.Join(lines, "\n"))
+		}
+	}
+	// A worker-only app is allowed when app.json says so.
+	res, _ := deploy(t, st, skiff.BuildRequest{ID: "workers", App: "bad"},
+		map[string]string{"Procfile": "worker: sleep 1\n", "app.json": `{"formation": {"worker": {"quantity": 1}}}`})
+	if res.Error != "" {
+		t.Errorf("worker-only app: %+v", res)
+	}
+}
+
+// randomish is incompressible text of n bytes.
+func randomish(n int) string {
+	b := make([]byte, n)
+	x := uint32(88172645)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = 'a' + byte(x%26)
+	}
+	return string(b)
+}

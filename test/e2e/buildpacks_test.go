@@ -47,7 +47,7 @@ func TestGoApp(t *testing.T) {
 	key := sshKey(t, s.home)
 	s.ok("keys", "add")
 	outs, _ := pushTwice(t, s, key, "goapp", app(t, "goapp", nil), "main.go", "hello from go", "hola from go")
-	for _, want := range []string{"Go app detected", "Built bin/goapp"} {
+	for _, want := range []string{"Go app detected", "Built bin/goapp", "downloading github.com/google/uuid"} {
 		if !strings.Contains(outs[0], want) {
 			t.Fatalf("first push lacks %q:\n%s", want, outs[0])
 		}
@@ -69,6 +69,10 @@ func TestNodeApp(t *testing.T) {
 		if !strings.Contains(outs[0], want) {
 			t.Fatalf("first push lacks %q:\n%s", want, outs[0])
 		}
+	}
+	// npm's cache is kept for the app between builds.
+	if entries, err := os.ReadDir(filepath.Join(s.data, "buildcache", "nodeapp", "nodejs", "npm", "_cacache")); err != nil || len(entries) == 0 {
+		t.Fatalf("no npm cache kept for the app: %v", err)
 	}
 }
 
