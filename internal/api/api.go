@@ -183,18 +183,10 @@ func (a *API) whoami(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 	writeJSON(w, http.StatusOK, skiff.WhoAmI{User: tok.User, Admin: tok.Admin})
 }
 
-func writeError(w http.ResponseWriter, err error) {
-	status, body := skiff.ErrorBody(err)
-	writeJSON(w, status, body)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
+var (
+	writeError = deploy.WriteError
+	writeJSON  = deploy.WriteJSON
+)
 
 // readJSON decodes a small JSON body into v, refusing unknown fields.
 func readJSON(r *http.Request, v any) error {

@@ -185,6 +185,21 @@ func (d *Deployer) deleteSource(name string) {
 	}
 }
 
+// WriteError answers an HTTP request with err as a JSON error body.
+func WriteError(w http.ResponseWriter, err error) {
+	status, body := skiff.ErrorBody(err)
+	WriteJSON(w, status, body)
+}
+
+// WriteJSON answers an HTTP request with v as indented JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
 // Stream writes NDJSON messages to an HTTP response, flushing each.
 type Stream struct {
 	w  http.ResponseWriter

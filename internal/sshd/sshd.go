@@ -16,7 +16,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -490,14 +489,14 @@ func (s *Server) hookHandler() http.Handler {
 		p, ok := s.pushes[id]
 		s.mu.Unlock()
 		if !ok || p.app != r.PathValue("app") {
-			writeError(w, skiff.Errorf(skiff.KindUnauthorized, "push again", "this hook belongs to no push under way"))
+			deploy.WriteError(w, skiff.Errorf(skiff.KindUnauthorized, "push again", "this hook belongs to no push under way"))
 			return
 		}
 		d := s.cfg.Deployer
 		req := deploy.Request{App: p.app, Actor: p.user, Description: r.URL.Query().Get("description"), Size: r.ContentLength}
 		src, err := d.Receive(r.Context(), req, r.Body)
 		if err != nil {
-			writeError(w, err)
+			deploy.WriteError(w, err)
 			return
 		}
 		st := deploy.NewStream(w)
@@ -505,11 +504,4 @@ func (s *Server) hookHandler() http.Handler {
 		d.Run(r.Context(), req, src, st)
 	})
 	return mux
-}
-
-func writeError(w http.ResponseWriter, err error) {
-	status, body := skiff.ErrorBody(err)
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(body)
 }
