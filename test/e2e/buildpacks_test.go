@@ -1,20 +1,15 @@
 package e2e
 
 import (
-	"archive/zip"
 	"bytes"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/skiff-paas/skiff/internal/pyindex"
 )
 
 // pushTwice pushes a test app with git, waits for it to answer want, then
@@ -77,7 +72,10 @@ func TestNodeApp(t *testing.T) {
 }
 
 func TestPythonApp(t *testing.T) {
-	index, requests := wheelIndex(t, "skiffgreet", "1.0", "def greet():\n    return 'greeted'\n")
+	ix := pyindex.Serve(pyindex.Package{Name: "skiffgreet", Version: "1.0",
+		Files: map[string]string{"skiffgreet/__init__.py": "def greet():\n    return 'greeted'\n"}})
+	t.Cleanup(ix.Close)
+	index := ix.URL()
 	s := startServer(t)
 	key := sshKey(t, s.home)
 	s.ok("keys", "add")
@@ -94,15 +92,15 @@ func TestPythonApp(t *testing.T) {
 	if !strings.Contains(out, "skiffgreet") {
 		t.Fatalf("first push did not install the requirement:\n%s", out)
 	}
-	seen := requests.Load()
+	seen := ix.Requests()
 	os.WriteFile(filepath.Join(dir, "server.py"), bytes.Replace(must(os.ReadFile(filepath.Join(dir, "server.py"))), []byte("hello from"), []byte("hola from"), 1), 0o644)
 	commit(t, dir, "one line")
 	start = time.Now()
 	out = mustGit(t, dir, key, "push", url, "main")
 	s.waitFor(host("pydeps"), "hola from python greeted release=v2")
 	t.Logf("pydeps: first push to 200 %s, push after a one-line change %s", first.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	if !strings.Contains(out, "reusing the cached virtualenv") || requests.Load() != seen {
-		t.Fatalf("the second build did not reuse the virtualenv (index requests %d then %d):\n%s", seen, requests.Load(), out)
+	if !strings.Contains(out, "reusing the cached virtualenv") || ix.Requests() != seen {
+		t.Fatalf("the second build did not reuse the virtualenv (index requests %d then %d):\n%s", seen, ix.Requests(), out)
 	}
 }
 
@@ -147,47 +145,4 @@ func must(b []byte, err error) []byte {
 		panic(err)
 	}
 	return b
-}
-
-// wheelIndex serves a PEP 503 package index on loopback holding one
-// pure-Python wheel, written here with zipfile's format by hand. It
-// returns the index URL and a count of the requests it answered.
-func wheelIndex(t *testing.T, name, version, module string) (string, *atomic.Int64) {
-	t.Helper()
-	file := fmt.Sprintf("%s-%s-py3-none-any.whl", name, version)
-	info := fmt.Sprintf("%s-%s.dist-info", name, version)
-	files := []struct{ name, body string }{
-		{name + "/__init__.py", module},
-		{info + "/METADATA", fmt.Sprintf("Metadata-Version: 2.1\nName: %s\nVersion: %s\n", name, version)},
-		{info + "/WHEEL", "Wheel-Version: 1.0\nGenerator: skiff-e2e\nRoot-Is-Purelib: true\nTag: py3-none-any\n"},
-	}
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	var record strings.Builder
-	for _, f := range files {
-		w, _ := zw.Create(f.name)
-		w.Write([]byte(f.body))
-		sum := sha256.Sum256([]byte(f.body))
-		fmt.Fprintf(&record, "%s,sha256=%s,%d\n", f.name, base64.RawURLEncoding.EncodeToString(sum[:]), len(f.body))
-	}
-	fmt.Fprintf(&record, "%s/RECORD,,\n", info)
-	w, _ := zw.Create(info + "/RECORD")
-	w.Write([]byte(record.String()))
-	zw.Close()
-	wheel := buf.Bytes()
-	sum := sha256.Sum256(wheel)
-	var n atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
-		switch r.URL.Path {
-		case "/simple/" + name + "/":
-			fmt.Fprintf(w, "<html><body><a href=\"/files/%s#sha256=%s\">%s</a></body></html>", file, hex.EncodeToString(sum[:]), file)
-		case "/files/" + file:
-			w.Write(wheel)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL + "/simple/", &n
 }

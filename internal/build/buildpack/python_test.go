@@ -1,26 +1,19 @@
 package buildpack
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/skiff-paas/skiff/internal/pyindex"
 	"github.com/skiff-paas/skiff/internal/skiff"
 )
 
@@ -31,111 +24,37 @@ type pyWheelSpec struct {
 	script        bool     // a console script NAME-hello that prints "hello from NAME VERSION"
 }
 
-// module is the wheel's top-level package: its name with _ for -.
-func (w pyWheelSpec) module() string { return strings.ReplaceAll(w.name, "-", "_") }
-
-func (w pyWheelSpec) filename() string {
-	return fmt.Sprintf("%s-%s-py3-none-any.whl", w.module(), w.version)
-}
-
-// pyMakeWheel writes the wheel by hand (the wheel package is not
-// installed): the package, METADATA, WHEEL, entry_points.txt and a RECORD
-// with the hash and size of every file but itself.
-func pyMakeWheel(t *testing.T, w pyWheelSpec) []byte {
-	t.Helper()
-	info := fmt.Sprintf("%s-%s.dist-info", w.module(), w.version)
-	files := [][2]string{
-		{w.module() + "/__init__.py", fmt.Sprintf("VERSION = %q\n\ndef main():\n    print(\"hello from %s \" + VERSION)\n", w.version, w.name)},
+// pkg is the wheel as the test index serves it.
+func (w pyWheelSpec) pkg() pyindex.Package {
+	p := pyindex.Package{Name: w.name, Version: w.version, Requires: w.requires}
+	p.Files = map[string]string{
+		p.Module() + "/__init__.py": fmt.Sprintf("VERSION = %q\n\ndef main():\n    print(\"hello from %s \" + VERSION)\n", w.version, w.name),
 	}
-	meta := fmt.Sprintf("Metadata-Version: 2.1\nName: %s\nVersion: %s\n", w.name, w.version)
-	for _, r := range w.requires {
-		meta += "Requires-Dist: " + r + "\n"
-	}
-	files = append(files,
-		[2]string{info + "/METADATA", meta},
-		[2]string{info + "/WHEEL", "Wheel-Version: 1.0\nGenerator: skiff-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"})
 	if w.script {
-		files = append(files, [2]string{info + "/entry_points.txt",
-			fmt.Sprintf("[console_scripts]\n%s-hello = %s:main\n", w.name, w.module())})
+		p.Files[p.DistInfo()+"/entry_points.txt"] = fmt.Sprintf("[console_scripts]\n%s-hello = %s:main\n", w.name, p.Module())
 	}
-	var record strings.Builder
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	for _, f := range files {
-		fw, err := zw.Create(f[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		fw.Write([]byte(f[1]))
-		sum := sha256.Sum256([]byte(f[1]))
-		fmt.Fprintf(&record, "%s,sha256=%s,%d\n", f[0], base64.RawURLEncoding.EncodeToString(sum[:]), len(f[1]))
-	}
-	fmt.Fprintf(&record, "%s/RECORD,,\n", info)
-	fw, err := zw.Create(info + "/RECORD")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fw.Write([]byte(record.String()))
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return p
 }
 
-// pyIndex is a PEP 503 simple package index on loopback that counts the
+// pyIndex is a PEP 503 simple package index on loopback that records the
 // requests it gets.
-type pyIndex struct {
-	*httptest.Server
-	mu   sync.Mutex
-	hits []string // guarded by mu
-}
+type pyIndex struct{ *pyindex.Index }
 
-func pyStartIndex(t *testing.T, wheels ...pyWheelSpec) *pyIndex {
+func pyStartIndex(t *testing.T, wheels ...pyWheelSpec) pyIndex {
 	t.Helper()
-	files := map[string][]byte{}
-	pages := map[string]string{}
-	for _, w := range wheels {
-		data := pyMakeWheel(t, w)
-		files[w.filename()] = data
-		sum := sha256.Sum256(data)
-		project := strings.ToLower(regexp.MustCompile(`[-_.]+`).ReplaceAllString(w.name, "-"))
-		pages[project] += fmt.Sprintf("<a href=\"../../files/%s#sha256=%s\">%s</a>\n", w.filename(), hex.EncodeToString(sum[:]), w.filename())
+	pkgs := make([]pyindex.Package, len(wheels))
+	for i, w := range wheels {
+		pkgs[i] = w.pkg()
 	}
-	ix := &pyIndex{}
-	ix.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ix.mu.Lock()
-		ix.hits = append(ix.hits, r.URL.Path)
-		ix.mu.Unlock()
-		if project, ok := strings.CutPrefix(r.URL.Path, "/simple/"); ok {
-			page, ok := pages[strings.TrimSuffix(project, "/")]
-			if !ok {
-				http.NotFound(w, r)
-				return
-			}
-			w.Header().Set("Content-Type", "text/html")
-			fmt.Fprintf(w, "<!DOCTYPE html>\n<html><body>\n%s</body></html>\n", page)
-			return
-		}
-		if data, ok := files[strings.TrimPrefix(r.URL.Path, "/files/")]; ok {
-			w.Write(data)
-			return
-		}
-		http.NotFound(w, r)
-	}))
+	ix := pyindex.Serve(pkgs...)
 	t.Cleanup(ix.Close)
-	return ix
+	return pyIndex{ix}
 }
 
-func (ix *pyIndex) url() string { return ix.URL + "/simple/" }
+func (ix pyIndex) url() string { return ix.URL() }
 
 // take returns the paths requested since the last call.
-func (ix *pyIndex) take() []string {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	hits := ix.hits
-	ix.hits = nil
-	return hits
-}
+func (ix pyIndex) take() []string { return ix.Take() }
 
 func pyNeedPython(t *testing.T) {
 	t.Helper()
