@@ -124,7 +124,7 @@ func (a *API) destroyApp(w http.ResponseWriter, r *http.Request, tok skiff.Token
 	}
 	if r.URL.Query().Get("confirm") != app.Name {
 		writeError(w, skiff.Errorf(skiff.KindInvalid, fmt.Sprintf("repeat the name to confirm: skiff apps destroy %s --confirm %s", app.Name, app.Name),
-			"destroying %s deletes its releases, config, domains and logs, and stops its processes", app.Name))
+			"destroying %s deletes its releases, config, domains, logs, git repository and build cache, and stops its processes", app.Name))
 		return
 	}
 	if err := a.destroy(r.Context(), app.Name); err != nil {

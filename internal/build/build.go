@@ -144,6 +144,9 @@ func (b *Builder) Run(ctx context.Context) error {
 	if err := b.st.NC.Flush(); err != nil {
 		return fmt.Errorf("build: subscribe: %w", err)
 	}
+	wg.Go(func() {
+		b.st.WatchGoneApps(ctx, func() ([]string, error) { return b.remembered(ctx) }, b.forget)
+	})
 	b.ready.Store(true)
 	<-ctx.Done()
 	b.ready.Store(false)

@@ -117,3 +117,60 @@ func chownTree(dir string, uid int) error {
 		return os.Lchown(p, uid, uid)
 	})
 }
+
+// forget deletes what the builder keeps of a destroyed app: its build
+// cache, then its claim on a user ID, so that an app given the same ID
+// later finds none of its files. An app created again under the same name
+// meanwhile keeps the ID it has.
+func (b *Builder) forget(ctx context.Context, app string) {
+	l := b.appLock(app)
+	l.Lock()
+	defer l.Unlock()
+	log := b.log.With("app", app)
+	if err := os.RemoveAll(filepath.Join(b.cfg.CacheDir, app)); err != nil {
+		log.Error("delete the build cache of a destroyed app", "err", err)
+		return
+	}
+	claims, err := b.st.UIDs.List(ctx, "")
+	if err != nil {
+		log.Warn("free the user ID of a destroyed app", "err", err)
+		return
+	}
+	for _, c := range claims {
+		if c.Value != app {
+			continue
+		}
+		if a, _, err := b.st.Apps.Get(ctx, app); err == nil && strconv.Itoa(a.UID) == c.Key {
+			continue
+		} else if err != nil && !errors.Is(err, skiff.ErrNotFound) {
+			log.Warn("free the user ID of a destroyed app", "err", err)
+			return
+		}
+		if err := b.st.UIDs.Delete(ctx, c.Key); err != nil {
+			log.Warn("free the user ID of a destroyed app", "uid", c.Key, "err", err)
+			continue
+		}
+		log.Info("destroyed app forgotten", "uid", c.Key)
+	}
+}
+
+// remembered lists the apps the builder keeps something of: a build cache
+// on this machine or a user ID.
+func (b *Builder) remembered(ctx context.Context) ([]string, error) {
+	var names []string
+	entries, err := os.ReadDir(b.cfg.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	claims, err := b.st.UIDs.List(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range claims {
+		names = append(names, c.Value)
+	}
+	return names, nil
+}

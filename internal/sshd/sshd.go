@@ -170,6 +170,7 @@ func (s *Server) Run(ctx context.Context) error {
 	hooks := &http.Server{Handler: s.hookHandler(), ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	go hooks.Serve(s.hooks)
+	s.conns.Go(func() { s.st.WatchGoneApps(ctx, s.repos, s.forget) })
 
 	s.ready.Store(true)
 	go func() {
@@ -475,6 +476,37 @@ func (s *Server) prepareRepo(ctx context.Context, repo string) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// repos lists the apps that have a repository here.
+func (s *Server) repos() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(s.cfg.Dir, "git"))
+	if err != nil {
+		return nil, err
+	}
+	var apps []string
+	for _, e := range entries {
+		if app, ok := strings.CutSuffix(e.Name(), ".git"); ok && e.IsDir() {
+			apps = append(apps, app)
+		}
+	}
+	return apps, nil
+}
+
+// forget deletes the repository of a destroyed app, after any push to it.
+func (s *Server) forget(_ context.Context, app string) {
+	l := s.appLock(app)
+	l.Lock()
+	defer l.Unlock()
+	repo := filepath.Join(s.cfg.Dir, "git", app+".git")
+	if _, err := os.Stat(repo); errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	if err := os.RemoveAll(repo); err != nil {
+		s.log.Error("delete the repository of a destroyed app", "app", app, "err", err)
+		return
+	}
+	s.log.Info("repository of a destroyed app deleted", "app", app)
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

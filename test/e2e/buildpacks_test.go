@@ -37,12 +37,14 @@ func pushTwice(t *testing.T, s *server, key, name, dir, file, old, new string) (
 	return outs, times
 }
 
+// TestGoApp pushes a Go app in the shape of Heroku's go-getting-started
+// (gin, templates, static files, Procfile "web: go-getting-started").
 func TestGoApp(t *testing.T) {
 	s := startServer(t)
 	key := sshKey(t, s.home)
 	s.ok("keys", "add")
 	outs, _ := pushTwice(t, s, key, "goapp", app(t, "goapp", nil), "main.go", "hello from go", "hola from go")
-	for _, want := range []string{"Go app detected", "Built bin/goapp", "downloading github.com/google/uuid"} {
+	for _, want := range []string{"Go app detected", "Built bin/go-getting-started", "downloading github.com/gin-gonic/gin"} {
 		if !strings.Contains(outs[0], want) {
 			t.Fatalf("first push lacks %q:\n%s", want, outs[0])
 		}
@@ -50,9 +52,33 @@ func TestGoApp(t *testing.T) {
 	if strings.Contains(outs[1], "downloading") {
 		t.Fatalf("the second build downloaded modules again:\n%s", outs[1])
 	}
+	if code, body, _ := s.get(host("goapp"), "/static/main.css"); code != 200 || !strings.Contains(body, "font-family") {
+		t.Fatalf("/static/main.css: %d %q", code, body)
+	}
 	if rels := s.ok("releases", "-a", "goapp", "--json"); !strings.Contains(rels, `"version": 2`) {
 		t.Fatalf("releases: %s", rels)
 	}
+}
+
+// TestHerokuGettingStarted pushes a Heroku getting-started app unchanged,
+// from the git URL or directory in SKIFF_E2E_GETTING_STARTED (for example
+// https://github.com/heroku/go-getting-started), and waits for its page.
+// The build machines reach neither GitHub nor that module on the Go proxy,
+// so the variable is unset there and TestGoApp covers the same shape.
+func TestHerokuGettingStarted(t *testing.T) {
+	src := os.Getenv("SKIFF_E2E_GETTING_STARTED")
+	if src == "" {
+		t.Skip("set SKIFF_E2E_GETTING_STARTED to a getting-started app's git URL or directory")
+	}
+	dir := filepath.Join(t.TempDir(), "app")
+	mustGit(t, "", "/dev/null", "clone", "-q", src, dir)
+	s := startServer(t)
+	key := sshKey(t, s.home)
+	s.ok("keys", "add")
+	s.ok("apps", "create", "getting-started")
+	out := mustGit(t, dir, key, "push", "ssh://git@"+s.sshAddr+"/getting-started.git", "HEAD:main")
+	s.waitFor(host("getting-started"), "<html")
+	t.Logf("push:\n%s", out)
 }
 
 func TestNodeApp(t *testing.T) {
@@ -145,4 +171,71 @@ func must(b []byte, err error) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// v2Buildpack is a Heroku v2 buildpack for apps with a hello.txt: compile
+// reads a config var from ENV_DIR, counts builds in CACHE_DIR and writes a
+// .profile.d script that the web process needs at run time.
+var v2Buildpack = map[string]string{
+	"bin/detect": "#!/bin/sh\n[ -f \"$1/hello.txt\" ] && echo Hello\n",
+	"bin/compile": `#!/bin/sh
+set -eu
+BUILD_DIR=$1 CACHE_DIR=$2 ENV_DIR=$3
+echo "-----> Installing hello"
+echo build >> "$CACHE_DIR/count"
+echo "       build number $(wc -l < "$CACHE_DIR/count" | tr -d ' ')"
+mkdir -p "$BUILD_DIR/bin" "$BUILD_DIR/.profile.d"
+echo "export HELLO_SUFFIX='$(cat "$ENV_DIR/SUFFIX")'" > "$BUILD_DIR/.profile.d/hello.sh"
+cat > "$BUILD_DIR/bin/web" <<'WEB'
+#!/bin/sh
+exec python3 -c '
+import http.server, os
+body = ("%s %s release=%s\n" % (open("hello.txt").read().strip(), os.environ["HELLO_SUFFIX"], os.environ["SKIFF_RELEASE"])).encode()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+http.server.HTTPServer(("", int(os.environ["PORT"])), H).serve_forever()
+'
+WEB
+chmod +x "$BUILD_DIR/bin/web"
+`,
+	"bin/release": "#!/bin/sh\necho '---'\necho 'default_process_types:'\necho '  web: bin/web'\n",
+}
+
+// TestHerokuV2Buildpack pushes an app built by a Heroku v2 buildpack named
+// by its git URL in SKIFF_BUILDPACK, twice: the buildpack's cache dir
+// persists between builds and its .profile.d script runs at start.
+func TestHerokuV2Buildpack(t *testing.T) {
+	bp := t.TempDir()
+	for name, content := range v2Buildpack {
+		os.MkdirAll(filepath.Join(bp, filepath.Dir(name)), 0o755)
+		if err := os.WriteFile(filepath.Join(bp, name), []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustGit(t, bp, "/dev/null", "init", "-q", "-b", "main")
+	commit(t, bp, "hello buildpack")
+	// The build runs as the app's own user, which must be able to read it.
+	for d := bp; d != "/"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	s := startServer(t)
+	key := sshKey(t, s.home)
+	s.ok("keys", "add")
+	s.ok("apps", "create", "hello")
+	s.ok("config", "set", "-a", "hello", "SKIFF_BUILDPACK=file://"+bp+"#main", "SUFFIX=and its profile")
+	dir := t.TempDir()
+	url := "ssh://git@" + s.sshAddr + "/hello.git"
+	mustGit(t, dir, "/dev/null", "init", "-q", "-b", "main")
+	for i, greeting := range []string{"hello from a buildpack", "hola from a buildpack"} {
+		os.WriteFile(filepath.Join(dir, "hello.txt"), []byte(greeting+"\n"), 0o644)
+		commit(t, dir, greeting)
+		out := mustGit(t, dir, key, "push", url, "main")
+		for _, want := range []string{"Installing hello", fmt.Sprintf("build number %d", i+1)} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("push %d lacks %q:\n%s", i+1, want, out)
+			}
+		}
+		s.waitFor(host("hello"), fmt.Sprintf("%s and its profile release=v%d", greeting, i+1))
+	}
 }

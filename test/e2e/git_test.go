@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -130,6 +131,31 @@ func TestGitPush(t *testing.T) {
 	if out := mustGit(t, dir, key, "push", "skiff", "main:feature"); !strings.Contains(out, "heads/feature is not main or master") {
 		t.Fatalf("push of another branch:\n%s", out)
 	}
+
+	// Destroyed, the app leaves no repository or build cache behind, and
+	// its user ID goes to the next app.
+	cache := filepath.Join(s.data, "buildcache", "pushy")
+	uid := ownerOf(t, cache)
+	s.ok("apps", "destroy", "pushy", "--confirm", "pushy")
+	eventually(t, 10*time.Second, "the repository and build cache to go", func() bool {
+		_, err1 := os.Stat(filepath.Join(s.data, "ssh", "git", "pushy.git"))
+		_, err2 := os.Stat(cache)
+		return os.IsNotExist(err1) && os.IsNotExist(err2)
+	})
+	s.ok("apps", "create", "next")
+	mustGit(t, dir, key, "push", "ssh://git@"+s.sshAddr+"/next.git", "main")
+	if got := ownerOf(t, filepath.Join(s.data, "buildcache", "next")); got != uid {
+		t.Fatalf("the next app builds as %d, not the freed %d", got, uid)
+	}
+}
+
+func ownerOf(t *testing.T, path string) uint32 {
+	t.Helper()
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Sys().(*syscall.Stat_t).Uid
 }
 
 // TestGitPushRefusals checks each reason a push is refused, said in the

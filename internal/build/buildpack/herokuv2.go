@@ -206,7 +206,7 @@ func (j *v2Job) fetch(source string) (string, error) {
 		if target == "" {
 			target = "HEAD"
 		}
-		err := j.git(dir, "fetch", "--quiet", "--depth", "1", "origin", target)
+		err := j.git(dir, append([]string{"fetch", "--quiet", "--depth", "1"}, append(v2UploadPack(url), "origin", target)...)...)
 		if err == nil {
 			err = j.git(dir, "reset", "--quiet", "--hard", "FETCH_HEAD")
 		}
@@ -258,6 +258,7 @@ func (j *v2Job) clone(url, ref, dir string) error {
 	if filepath.IsAbs(url) {
 		from = "file://" + url // so that --depth applies
 	}
+	up := v2UploadPack(url)
 	tmp := dir + ".tmp"
 	if err := os.RemoveAll(tmp); err != nil {
 		return err
@@ -268,12 +269,12 @@ func (j *v2Job) clone(url, ref, dir string) error {
 	var err error
 	if v2IsCommit(ref) {
 		// --branch takes branches and tags; a commit needs the history.
-		err = j.git(j.b.Dir, "clone", "--quiet", "--no-checkout", "--", from, tmp)
+		err = j.git(j.b.Dir, append(append([]string{"clone", "--quiet", "--no-checkout"}, up...), "--", from, tmp)...)
 		if err == nil {
 			err = j.git(tmp, "checkout", "--quiet", "--detach", ref)
 		}
 	} else {
-		args := []string{"clone", "--quiet", "--depth", "1"}
+		args := append([]string{"clone", "--quiet", "--depth", "1"}, up...)
 		if ref != "" {
 			args = append(args, "--branch", ref)
 		}
@@ -391,6 +392,20 @@ func v2ParseSource(s string) (url, ref string, git bool) {
 		return s, "", false
 	}
 	return url, ref, true
+}
+
+// v2UploadPack returns the clone and fetch options for a buildpack
+// repository on this server. Such a repository belongs to the operator,
+// not to the build's user, and git refuses to read it ("dubious
+// ownership") unless safe.directory allows it in the process that reads
+// it: git upload-pack, which does not inherit "git -c" settings over a
+// local transport. The build's user still reads it with its own
+// permissions. Remote repositories need nothing.
+func v2UploadPack(url string) []string {
+	if filepath.IsAbs(url) || strings.HasPrefix(url, "file://") {
+		return []string{"--upload-pack", "git -c safe.directory='*' upload-pack"}
+	}
+	return nil
 }
 
 // v2IsCommit reports whether ref looks like a commit rather than a name.

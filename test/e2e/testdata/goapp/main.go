@@ -1,19 +1,31 @@
+// A Go web app in the shape of Heroku's go-getting-started: gin, HTML
+// templates, a static directory, the Heroku runtime metrics agent, and a
+// Procfile naming the binary that the module path gives.
 package main
 
 import (
-	"fmt"
+	"log"
 	"net/http"
 	"os"
 
-	"github.com/google/uuid"
+	"github.com/gin-gonic/gin"
+	_ "github.com/heroku/x/hmetrics/onload"
 )
 
 const greeting = "hello from go"
 
 func main() {
-	id := uuid.NewSHA1(uuid.NameSpaceURL, []byte("skiff"))
-	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%s release=%s uuid=%s\n", greeting, os.Getenv("SKIFF_RELEASE"), id)
+	port := os.Getenv("PORT")
+	if port == "" {
+		log.Fatal("PORT is not set")
+	}
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(gin.Logger())
+	r.LoadHTMLGlob("templates/*.tmpl.html")
+	r.Static("/static", "static")
+	r.GET("/", func(c *gin.Context) {
+		c.HTML(http.StatusOK, "index.tmpl.html", gin.H{"Greeting": greeting, "Release": os.Getenv("SKIFF_RELEASE")})
 	})
-	http.ListenAndServe(":"+os.Getenv("PORT"), nil)
+	log.Fatal(r.Run(":" + port))
 }
