@@ -88,7 +88,7 @@ func run(bin string, n int, only string) error {
 func round(s *benchutil.Server, sh shape, src string, i int) (first, rebuild time.Duration, err error) {
 	app := fmt.Sprintf("%s-%d", sh.name, i)
 	dir := filepath.Join(s.Dir, app)
-	if err := copyFlat(src, dir); err != nil {
+	if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
 		return 0, 0, err
 	}
 	if _, err := s.CLI(dir, "apps", "create", app); err != nil {
@@ -129,22 +129,3 @@ func round(s *benchutil.Server, sh shape, src string, i int) (first, rebuild tim
 	return first, rebuild, err
 }
 
-func copyFlat(src, dst string) error {
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		return err
-	}
-	for _, e := range entries {
-		data, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
-}
