@@ -128,4 +128,3 @@ func round(s *benchutil.Server, sh shape, src string, i int) (first, rebuild tim
 	rebuild, err = push(2)
 	return first, rebuild, err
 }
-
