@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/skiff-paas/skiff/internal/image"
+	"github.com/skiff-paas/skiff/internal/isolate"
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
 )
@@ -59,6 +60,10 @@ type Config struct {
 	Images *image.Cache
 	// Driver starts processes (default Exec).
 	Driver Driver
+	// Limits bound each instance where the driver can (the isolated
+	// driver): by default 512 MiB of memory, CPU weight 100 and 512
+	// processes.
+	Limits isolate.Limits
 	// Roles are the roles of this node, reported in its heartbeat.
 	Roles []string
 	// StopGrace is how long a process has to exit after SIGTERM before it
@@ -95,6 +100,9 @@ func New(cfg Config, st *store.Store) (*Agent, error) {
 	}
 	if cfg.Driver == nil {
 		cfg.Driver = Exec{}
+	}
+	if cfg.Limits == (isolate.Limits{}) {
+		cfg.Limits = isolate.Limits{Memory: 512 << 20, CPUWeight: 100, PIDs: 512}
 	}
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = 30 * time.Second

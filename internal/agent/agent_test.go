@@ -98,6 +98,9 @@ func newHarnessFiles(t *testing.T, cfg Config, files map[string]string) *harness
 	if h.cache, err = image.NewCache(filepath.Join(h.dir, "images")); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := st.Apps.Put(context.Background(), "app", skiff.App{Name: "app", UID: testUID}); err != nil {
+		t.Fatal(err)
+	}
 	sealed, _ := st.SealConfig(map[string]string{"GREETING": "hi"})
 	if _, err := st.Releases.Put(context.Background(), skiff.ReleaseKey("app", 1),
 		skiff.Release{App: "app", Version: 1, Image: h.img, ConfigSealed: sealed}); err != nil {
@@ -193,33 +196,37 @@ func get(url string) (string, error) {
 }
 
 func TestWebInstanceRunsReportsUpAndStopsOnRetire(t *testing.T) {
-	h := newHarness(t, Config{DrainDelay: 100 * time.Millisecond, StopGrace: 5 * time.Second})
-	a := h.assign("w1", "web", "exec python3 -u server.py")
+	for _, d := range drivers() {
+		t.Run(d.Name(), func(t *testing.T) {
+			h := newHarness(t, Config{DrainDelay: 100 * time.Millisecond, StopGrace: 5 * time.Second, Driver: d})
+			a := h.assign("w1", "web", "exec python3 -u server.py")
 
-	var inst skiff.Instance
-	eventually(t, 15*time.Second, func() bool { inst, _ = h.instance("w1"); return inst.State == skiff.StateUp })
-	if inst.Addr == "" || inst.PID == 0 || inst.Node != "n1" {
-		t.Fatalf("up instance = %+v", inst)
-	}
-	body, err := get("http://" + inst.Addr + "/")
-	if err != nil || body != "hello from web.1 hi\n" {
-		t.Fatalf("GET = %q, %v: want DYNO and config in the environment", body, err)
-	}
-	eventually(t, 5*time.Second, func() bool { return strings.Contains(h.logs("web.1"), "app[web.1]: listening on") })
-	logs := h.logs("web.1")
-	for _, want := range []string{"platform[web.1]: Starting process with command `exec python3 -u server.py`", "platform[web.1]: State changed from starting to up"} {
-		if !strings.Contains(logs, want) {
-			t.Fatalf("logs lack %q:\n%s", want, logs)
-		}
-	}
+			var inst skiff.Instance
+			eventually(t, 15*time.Second, func() bool { inst, _ = h.instance("w1"); return inst.State == skiff.StateUp })
+			if inst.Addr == "" || inst.PID == 0 || inst.Node != "n1" {
+				t.Fatalf("up instance = %+v", inst)
+			}
+			body, err := get("http://" + inst.Addr + "/")
+			if err != nil || body != "hello from web.1 hi\n" {
+				t.Fatalf("GET = %q, %v: want DYNO and config in the environment", body, err)
+			}
+			eventually(t, 5*time.Second, func() bool { return strings.Contains(h.logs("web.1"), "app[web.1]: listening on") })
+			logs := h.logs("web.1")
+			for _, want := range []string{"platform[web.1]: Starting process with command `exec python3 -u server.py`", "platform[web.1]: State changed from starting to up"} {
+				if !strings.Contains(logs, want) {
+					t.Fatalf("logs lack %q:\n%s", want, logs)
+				}
+			}
 
-	h.st.Assignments.Delete(context.Background(), a.Key())
-	eventually(t, 10*time.Second, func() bool { _, ok := h.instance("w1"); return !ok })
-	if _, err := get("http://" + inst.Addr + "/"); err == nil {
-		t.Fatal("the instance still answers after its assignment was deleted")
-	}
-	if !strings.Contains(h.logs("web.1"), "Stopping all processes with SIGTERM") {
-		t.Fatal("no stop in the logs")
+			h.st.Assignments.Delete(context.Background(), a.Key())
+			eventually(t, 10*time.Second, func() bool { _, ok := h.instance("w1"); return !ok })
+			if _, err := get("http://" + inst.Addr + "/"); err == nil {
+				t.Fatal("the instance still answers after its assignment was deleted")
+			}
+			if !strings.Contains(h.logs("web.1"), "Stopping all processes with SIGTERM") {
+				t.Fatal("no stop in the logs")
+			}
+		})
 	}
 }
 
@@ -238,20 +245,24 @@ func TestCrashedInstanceRestartsAndReportsCrashLoop(t *testing.T) {
 }
 
 func TestStopKillsAProcessIgnoringSIGTERMAfterGrace(t *testing.T) {
-	h := newHarness(t, Config{StopGrace: 500 * time.Millisecond})
-	a := h.assign("t1", "worker", "exec bash ignore-term.sh")
-	var inst skiff.Instance
-	eventually(t, 10*time.Second, func() bool {
-		inst, _ = h.instance("t1")
-		return inst.State == skiff.StateUp && strings.Contains(h.logs("worker.1"), "ignoring TERM")
-	})
-	h.st.Assignments.Delete(context.Background(), a.Key())
-	eventually(t, 10*time.Second, func() bool { _, ok := h.instance("t1"); return !ok })
-	if processStart(inst.PID) != "" {
-		t.Fatalf("process %d survives", inst.PID)
-	}
-	if logs := h.logs("worker.1"); !strings.Contains(logs, "stopping them with SIGKILL") || !strings.Contains(logs, "killed by signal 9 (SIGKILL)") {
-		t.Fatalf("logs:\n%s", logs)
+	for _, d := range drivers() {
+		t.Run(d.Name(), func(t *testing.T) {
+			h := newHarness(t, Config{StopGrace: 500 * time.Millisecond, Driver: d})
+			a := h.assign("t1", "worker", "exec bash ignore-term.sh")
+			var inst skiff.Instance
+			eventually(t, 10*time.Second, func() bool {
+				inst, _ = h.instance("t1")
+				return inst.State == skiff.StateUp && strings.Contains(h.logs("worker.1"), "ignoring TERM")
+			})
+			h.st.Assignments.Delete(context.Background(), a.Key())
+			eventually(t, 10*time.Second, func() bool { _, ok := h.instance("t1"); return !ok })
+			if processStart(inst.PID) != "" {
+				t.Fatalf("process %d survives", inst.PID)
+			}
+			if logs := h.logs("worker.1"); !strings.Contains(logs, "stopping them with SIGKILL") || !strings.Contains(logs, "killed by signal 9 (SIGKILL)") {
+				t.Fatalf("logs:\n%s", logs)
+			}
+		})
 	}
 }
 

@@ -6,9 +6,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-paas/skiff/internal/isolate"
 )
 
 // Driver starts app processes. The exec driver runs plain child processes;
@@ -16,17 +19,34 @@ import (
 type Driver interface {
 	// Name is how the agent reports the driver: "exec".
 	Name() string
+	// Layout tells where the process of spec sees its app, home and
+	// temporary directory, for its environment.
+	Layout(spec Spec) Layout
 	// Start starts the process described by spec.
 	Start(spec Spec) (Process, error)
+}
+
+// Layout is where a process finds its files.
+type Layout struct {
+	Root, Home, Tmp string
 }
 
 // Spec describes one process to start.
 type Spec struct {
 	// ID names the instance, for the driver's own bookkeeping.
 	ID string
-	// Root holds the app's files (the image's contents); the process runs
-	// with it as its working directory.
+	// Dir is the instance's own directory on the host, emptied when it
+	// ends.
+	Dir string
+	// Root holds the app's files (the image's contents) on the host; the
+	// process runs with it as its working directory.
 	Root string
+	// User and UID are the app's user; Hostname names the instance.
+	User     string
+	UID      int
+	Hostname string
+	// Limits bound what the process may use, where the driver can.
+	Limits isolate.Limits
 	// Command is run by bash -c, as Heroku does with Procfile commands.
 	Command string
 	// Env is the whole environment of the process.
@@ -58,6 +78,12 @@ var _ Driver = Exec{}
 // Name implements Driver.
 func (Exec) Name() string { return "exec" }
 
+// Layout implements Driver: the host's own paths, with HOME at the app's
+// root as on Heroku.
+func (Exec) Layout(spec Spec) Layout {
+	return Layout{Root: spec.Root, Home: spec.Root, Tmp: filepath.Join(spec.Dir, "tmp")}
+}
+
 // Start implements Driver.
 func (Exec) Start(spec Spec) (Process, error) {
 	shell := "/bin/bash"
@@ -68,30 +94,17 @@ func (Exec) Start(spec Spec) (Process, error) {
 	cmd.Dir = spec.Root
 	cmd.Env = spec.Env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// Pipes of our own rather than exec's copying goroutines: Wait must
-	// return when the process exits even if a child it left behind still
-	// holds the pipes open.
-	stdoutR, stdoutW, err := os.Pipe()
+	stdout, stderr, err := outputPipes(spec)
 	if err != nil {
 		return nil, err
 	}
-	stderrR, stderrW, err := os.Pipe()
-	if err != nil {
-		stdoutR.Close()
-		stdoutW.Close()
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = stdoutW, stderrW
+	cmd.Stdout, cmd.Stderr = stdout.w, stderr.w
 	err = cmd.Start()
-	stdoutW.Close()
-	stderrW.Close()
+	stdout.started(err == nil)
+	stderr.started(err == nil)
 	if err != nil {
-		stdoutR.Close()
-		stderrR.Close()
 		return nil, fmt.Errorf("start %q: %w", spec.Command, err)
 	}
-	go copyClose(spec.Stdout, stdoutR)
-	go copyClose(spec.Stderr, stderrR)
 	p := &execProcess{cmd: cmd, done: make(chan struct{})}
 	go func() {
 		err := cmd.Wait()
@@ -101,10 +114,43 @@ func (Exec) Start(spec Spec) (Process, error) {
 	return p, nil
 }
 
-func copyClose(w io.WriteCloser, r *os.File) {
-	_, _ = io.Copy(w, r)
-	r.Close()
-	w.Close()
+// outputPipe carries one output stream of a process to its spec's
+// writer. Pipes of our own rather than exec's copying goroutines: waiting
+// for the process must end when it exits, even if a child it left behind
+// still holds the pipe open.
+type outputPipe struct {
+	r, w *os.File
+	dst  io.WriteCloser
+}
+
+// outputPipes makes the pipes of spec's standard output and error.
+func outputPipes(spec Spec) (stdout, stderr *outputPipe, err error) {
+	stdout = &outputPipe{dst: spec.Stdout}
+	if stdout.r, stdout.w, err = os.Pipe(); err != nil {
+		return nil, nil, err
+	}
+	stderr = &outputPipe{dst: spec.Stderr}
+	if stderr.r, stderr.w, err = os.Pipe(); err != nil {
+		stdout.started(false)
+		return nil, nil, err
+	}
+	return stdout, stderr, nil
+}
+
+// started lets go of the process's end of the pipe once the process has
+// it, and copies what comes out of it; or closes the pipe if the process
+// did not start.
+func (p *outputPipe) started(ok bool) {
+	p.w.Close()
+	if !ok {
+		p.r.Close()
+		return
+	}
+	go func() {
+		_, _ = io.Copy(p.dst, p.r)
+		p.r.Close()
+		p.dst.Close()
+	}()
 }
 
 type execProcess struct {

@@ -16,7 +16,7 @@ import (
 
 func TestProcessEnvLayers(t *testing.T) {
 	a := skiff.Assignment{App: "app", Proc: "web", Index: 2, Release: 7}
-	env := processEnv(a, "/img/root", "/inst/tmp", 20001,
+	env := processEnv(a, Layout{Root: "/img/root", Home: "/img/root", Tmp: "/inst/tmp"}, false, 20001,
 		map[string]string{"FROM_APP_JSON": "default", "GREETING": "app.json", "PORT": "1", "DYNO": "x"},
 		map[string]string{"GREETING": "config", "SKIFF_APP": "other", "LANG": "de_DE.UTF-8"})
 	if !slices.IsSorted(env) {
@@ -47,7 +47,7 @@ func TestProcessEnvLayers(t *testing.T) {
 
 func TestWithProfile(t *testing.T) {
 	root := t.TempDir()
-	if got := withProfile(root, "echo hi"); got != "echo hi" {
+	if got := withProfile(root, Layout{Root: root, Home: root}, "echo hi"); got != "echo hi" {
 		t.Fatalf("without .profile.d the command changed: %q", got)
 	}
 	os.MkdirAll(filepath.Join(root, ".profile.d"), 0o755)
@@ -59,14 +59,14 @@ func TestWithProfile(t *testing.T) {
 		{`echo 'it'"'"'s' && echo "$NOT_EXPORTED|x" | tr x y`, "it's\n|y"},
 		{`for w in one two; do printf '%s.' "$w"; done; echo`, "one.two."},
 	} {
-		cmd := exec.Command("/bin/bash", "-c", withProfile(root, tc.command))
+		cmd := exec.Command("/bin/bash", "-c", withProfile(root, Layout{Root: root, Home: root}, tc.command))
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) != tc.want {
 			t.Errorf("%s: output %q, %v; want %q", tc.command, out, err, tc.want)
 		}
 	}
-	cmd := exec.Command("/bin/bash", "-c", withProfile(root, "true && exit 7"))
+	cmd := exec.Command("/bin/bash", "-c", withProfile(root, Layout{Root: root, Home: root}, "true && exit 7"))
 	cmd.Dir = root
 	err := cmd.Run()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
@@ -86,12 +86,18 @@ func profileFiles() map[string]string {
 }
 
 func TestProcessEnvironmentIsHerokus(t *testing.T) {
-	h := newHarnessFiles(t, Config{StopGrace: 5 * time.Second, DrainDelay: -1}, profileFiles())
+	for _, d := range drivers() {
+		t.Run(d.Name(), func(t *testing.T) { testProcessEnvironment(t, d) })
+	}
+}
+
+func testProcessEnvironment(t *testing.T, d Driver) {
+	h := newHarnessFiles(t, Config{StopGrace: 5 * time.Second, DrainDelay: -1, Driver: d}, profileFiles())
 	h.updateRelease(func(r *skiff.Release) {
 		r.Env = map[string]string{"FROM_APP_JSON": "default", "GREETING": "from app.json", "PORT": "1"}
 	})
 	// A command with shell syntax; its exit status is the process's.
-	h.assign("e1", "worker", `hello && echo "ORDER=$ORDER HOME_IS_ROOT=$([ "$HOME" = "$PWD" ] && [ -f "$HOME/server.py" ] && echo yes) `+
+	h.assign("e1", "worker", `hello && echo "ORDER=$ORDER HOME=$HOME APP=$PWD $([ -f "$PWD/server.py" ] && echo has-server) `+
 		`GREETING=$GREETING FROM_APP_JSON=$FROM_APP_JSON PORT_SET=$([ "$PORT" != 1 ] && echo yes)" && echo "TMPDIR=$TMPDIR"; exit 7`)
 	var inst skiff.Instance
 	eventually(t, 10*time.Second, func() bool { inst, _ = h.instance("e1"); return inst.Restarts > 0 })
@@ -100,23 +106,33 @@ func TestProcessEnvironmentIsHerokus(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, func() bool { return strings.Contains(h.logs("worker.1"), "TMPDIR=") })
 	logs := h.logs("worker.1")
+	// HOME is the app's root, as on Heroku, where the image is the app's
+	// own to write (exec); the isolated driver gives a private home and
+	// keeps the image read-only at /app.
+	root, _ := h.cache.Unpacked(context.Background(), h.img.Digest)
+	home, tmp := root, filepath.Join(h.ag.cfg.Dir, "instances", "e1", "tmp")
+	if d.Name() == "isolated" {
+		root, home, tmp = "/app", "/home/app", "/tmp"
+	}
 	for _, want := range []string{
 		"app[worker.1]: hello from the venv",
-		"app[worker.1]: ORDER=first python HOME_IS_ROOT=yes GREETING=hi FROM_APP_JSON=default PORT_SET=yes",
-		"TMPDIR=" + filepath.Join(h.ag.cfg.Dir, "instances", "e1", "tmp"),
+		"app[worker.1]: ORDER=first python HOME=" + home + " APP=" + root + " has-server GREETING=hi FROM_APP_JSON=default PORT_SET=yes",
+		"TMPDIR=" + tmp,
 	} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %q:\n%s", want, logs)
 		}
 	}
 
-	// The process the agent watches and signals is the app itself, not
-	// the shell that sourced .profile.d.
 	h.assign("e2", "web", "python3 -u server.py")
 	eventually(t, 10*time.Second, func() bool { inst, _ = h.instance("e2"); return inst.State == skiff.StateUp })
-	cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(inst.PID) + "/cmdline")
-	if !strings.Contains(string(cmdline), "server.py") {
-		t.Errorf("pid %d runs %q, want the app", inst.PID, cmdline)
+	if d.Name() == "exec" {
+		// The process the agent watches and signals is the app itself,
+		// not the shell that sourced .profile.d.
+		cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(inst.PID) + "/cmdline")
+		if !strings.Contains(string(cmdline), "server.py") {
+			t.Errorf("pid %d runs %q, want the app", inst.PID, cmdline)
+		}
 	}
 	if body, err := get("http://" + inst.Addr + "/"); err != nil || body != "hello from web.1 hi\n" {
 		t.Errorf("GET = %q, %v", body, err)

@@ -150,10 +150,14 @@ func (ag *Agent) start(ctx context.Context, in *instance, dir string) (Process, 
 	if err != nil {
 		return nil, 0, err
 	}
-	tmp := filepath.Join(dir, "tmp")
-	if err := os.RemoveAll(tmp); err != nil {
+	app, _, err := ag.st.Apps.Get(ctx, a.App)
+	if err != nil {
 		return nil, 0, err
 	}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, 0, err
+	}
+	tmp := filepath.Join(dir, "tmp")
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return nil, 0, err
 	}
@@ -167,10 +171,12 @@ func (ag *Agent) start(ctx context.Context, in *instance, dir string) (Process, 
 	if a.Command == skiff.StaticCommand {
 		proc, err = startStatic(root, net.JoinHostPort(ag.cfg.Addr, strconv.Itoa(port)), ag.lineWriter(a), ag.lineWriter(a))
 	} else {
-		proc, err = ag.cfg.Driver.Start(Spec{
-			ID: a.ID, Root: root, Command: withProfile(root, a.Command), Env: processEnv(a, root, tmp, port, rel.Env, vars),
-			Stdout: ag.lineWriter(a), Stderr: ag.lineWriter(a),
-		})
+		spec := Spec{ID: a.ID, Dir: dir, Root: root, User: a.App, UID: app.UID, Hostname: a.App + "." + a.Name(),
+			Limits: ag.cfg.Limits, Stdout: ag.lineWriter(a), Stderr: ag.lineWriter(a)}
+		l := ag.cfg.Driver.Layout(spec)
+		spec.Command = withProfile(root, l, a.Command)
+		spec.Env = processEnv(a, l, hasProfile(root), port, rel.Env, vars)
+		proc, err = ag.cfg.Driver.Start(spec)
 	}
 	if err != nil {
 		ag.ports.put(port)
@@ -184,13 +190,18 @@ func (ag *Agent) start(ctx context.Context, in *instance, dir string) (Process, 
 	return proc, port, nil
 }
 
-// processEnv is the environment of an app process, as on Heroku: HOME is
-// the app's root (Heroku's /app), then, each layer winning over the one
-// before, the release's default env (app.json), the config vars, and the
-// variables the platform sets.
-func processEnv(a skiff.Assignment, root, tmp string, port int, defaults, vars map[string]string) []string {
+// processEnv is the environment of an app process, as on Heroku: the app's
+// bin first on the PATH, then, each layer winning over the one before, the
+// release's default env (app.json), the config vars, and the variables the
+// platform sets. HOME is the app's root while .profile.d scripts run (they
+// use it to find the app, as on Heroku), and the process's own home after.
+func processEnv(a skiff.Assignment, l Layout, profile bool, port int, defaults, vars map[string]string) []string {
+	home := l.Home
+	if profile {
+		home = l.Root
+	}
 	env := map[string]string{
-		"PATH": root + "/bin:/usr/local/bin:/usr/bin:/bin", "HOME": root, "TMPDIR": tmp, "LANG": "C.UTF-8",
+		"PATH": l.Root + "/bin:/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": l.Tmp, "LANG": "C.UTF-8",
 	}
 	for _, layer := range []map[string]string{defaults, vars} {
 		for k, v := range layer {
@@ -209,22 +220,34 @@ func processEnv(a skiff.Assignment, root, tmp string, port int, defaults, vars m
 	return list
 }
 
+// hasProfile reports whether the image at root has .profile.d scripts.
+func hasProfile(root string) bool {
+	fi, err := os.Stat(filepath.Join(root, ".profile.d"))
+	return err == nil && fi.IsDir()
+}
+
 // withProfile makes command source the image's .profile.d/*.sh scripts
 // first, in lexical order, as Heroku does before every dyno command
-// (buildpacks put PATH settings there). The command then runs in a shell
-// of its own, exec'd from the one that sourced the scripts: it keeps the
-// process's pid, so its exit status is the process's and signals reach it
-// as before, and a simple command is exec'd by that shell in turn, while
-// commands with shell syntax (a && b) work as they always did. Exported
-// variables carry over; plain shell variables and functions do not.
-// Without a .profile.d directory the command is left as it is.
-func withProfile(root, command string) string {
-	if fi, err := os.Stat(filepath.Join(root, ".profile.d")); err != nil || !fi.IsDir() {
+// (buildpacks put PATH settings there), then set HOME to the process's
+// own home if that is not the app's root. The command then runs in a
+// shell of its own, exec'd from the one that sourced the scripts: it
+// keeps the process's pid, so its exit status is the process's and
+// signals reach it as before, and a simple command is exec'd by that
+// shell in turn, while commands with shell syntax (a && b) work as they
+// always did. Exported variables carry over; plain shell variables and
+// functions do not. Without a .profile.d directory the command is left
+// as it is.
+func withProfile(root string, l Layout, command string) string {
+	if !hasProfile(root) {
 		return command
+	}
+	home := ""
+	if l.Home != l.Root {
+		home = "export HOME=" + shellQuote(l.Home) + "\n"
 	}
 	// The glob is expanded before any script runs, to absolute paths, so a
 	// script that changes directory does not hide the ones after it.
-	return `for f in "$PWD"/.profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; unset f` + "\n" +
+	return `for f in "$PWD"/.profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; unset f` + "\n" + home +
 		`exec "${BASH:-/bin/sh}" -c ` + shellQuote(command)
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/skiff-paas/skiff/internal/bus"
 	"github.com/skiff-paas/skiff/internal/deploy"
 	"github.com/skiff-paas/skiff/internal/image"
+	"github.com/skiff-paas/skiff/internal/isolate"
 	"github.com/skiff-paas/skiff/internal/router"
 	"github.com/skiff-paas/skiff/internal/scheduler"
 	"github.com/skiff-paas/skiff/internal/secret"
@@ -64,11 +65,39 @@ type Config struct {
 	BuildTimeout time.Duration
 	MaxUpload    int64
 	MaxImage     int64
+	// Driver is the agent's driver, "exec" or "isolated"; empty takes
+	// isolated when the server runs as root on a host with cgroups, else
+	// exec. Cgroup is the version the isolated driver uses ("v1", "v2";
+	// empty: the host's).
+	Driver, Cgroup string
+	// InstanceMemory is the memory limit of an instance of the default
+	// size (512 MiB when 0).
+	InstanceMemory int64
 
 	Logger *slog.Logger
 	// Out receives the messages meant for the person who started the
 	// server: where the admin token is, and how to log in.
 	Out io.Writer
+}
+
+// agentDriver chooses the agent's driver.
+func agentDriver(name, cgroup string) (agent.Driver, error) {
+	if name == "" {
+		name = "exec"
+		if os.Geteuid() == 0 && isolate.CgroupVersion() != "" {
+			name = "isolated"
+		}
+	}
+	switch name {
+	case "exec":
+		return agent.Exec{}, nil
+	case "isolated":
+		if os.Geteuid() != 0 {
+			return nil, errors.New("the isolated driver needs root: run skiff server as root, or with --driver exec")
+		}
+		return agent.Isolated{Cgroup: cgroup}, nil
+	}
+	return nil, fmt.Errorf("unknown driver %q: use exec or isolated", name)
 }
 
 // AllRoles are the roles `skiff server` runs by default.
@@ -280,9 +309,17 @@ func newRoles(ctx context.Context, cfg Config, st *store.Store) (_ map[string]ro
 		roles[skiff.RoleScheduler] = s
 	}
 	if has(skiff.RoleAgent) {
+		driver, err := agentDriver(cfg.Driver, cfg.Cgroup)
+		if err != nil {
+			return nil, err
+		}
+		var limits isolate.Limits
+		if cfg.InstanceMemory > 0 {
+			limits = isolate.Limits{Memory: cfg.InstanceMemory, CPUWeight: 100, PIDs: 512}
+		}
 		a, err := agent.New(agent.Config{
 			Node: cfg.NodeName, Addr: cfg.AgentAddr, Dir: filepath.Join(cfg.DataDir, "agent"), Images: images,
-			Roles: cfg.Roles, StopGrace: cfg.StopGrace, DrainDelay: cfg.DrainDelay, Logger: log,
+			Roles: cfg.Roles, StopGrace: cfg.StopGrace, DrainDelay: cfg.DrainDelay, Driver: driver, Limits: limits, Logger: log,
 		}, st)
 		if err != nil {
 			return nil, err
