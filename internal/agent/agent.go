@@ -64,6 +64,9 @@ type Config struct {
 	// driver): by default 512 MiB of memory, CPU weight 100 and 512
 	// processes.
 	Limits isolate.Limits
+	// UsageInterval is how often instances are measured, for ps and
+	// metering (default 10 s).
+	UsageInterval time.Duration
 	// Roles are the roles of this node, reported in its heartbeat.
 	Roles []string
 	// StopGrace is how long a process has to exit after SIGTERM before it
@@ -100,6 +103,9 @@ func New(cfg Config, st *store.Store) (*Agent, error) {
 	}
 	if cfg.Driver == nil {
 		cfg.Driver = Exec{}
+	}
+	if cfg.UsageInterval <= 0 {
+		cfg.UsageInterval = 10 * time.Second
 	}
 	if cfg.Limits == (isolate.Limits{}) {
 		cfg.Limits = isolate.Limits{Memory: 512 << 20, CPUWeight: 100, PIDs: 512}

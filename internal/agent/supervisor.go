@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/skiff-paas/skiff/internal/isolate"
 	"github.com/skiff-paas/skiff/internal/skiff"
 )
 
@@ -43,6 +44,10 @@ type instance struct {
 	quick  int            // quick crashes in a row
 	health string         // the release's health check path, set by start
 	log    *slog.Logger
+
+	// What the current process had used at the last sample, and when.
+	sampled time.Time
+	cpu     time.Duration
 }
 
 type outcome int
@@ -89,6 +94,8 @@ func (ag *Agent) supervise(ctx context.Context, in *instance) {
 		} else {
 			out := ag.run(ctx, in, proc, port)
 			_ = proc.Signal(syscall.SIGKILL) // whatever it left behind
+			<-proc.Done()
+			ag.sample(context.WithoutCancel(ctx), in, proc)
 			ag.ports.put(port)
 			if out == stopped {
 				return
@@ -264,6 +271,10 @@ func (ag *Agent) run(ctx context.Context, in *instance, proc Process, port int) 
 	in.rec.Since = time.Now().UTC()
 	ag.report(ctx, in)
 
+	in.sampled, in.cpu, in.rec.Usage = time.Now(), 0, nil
+	measure := time.NewTicker(ag.cfg.UsageInterval)
+	defer measure.Stop()
+
 	addr := net.JoinHostPort(ag.cfg.Addr, strconv.Itoa(port))
 	probeCtx, cancelProbe := context.WithCancel(ctx)
 	defer cancelProbe()
@@ -290,6 +301,9 @@ func (ag *Agent) run(ctx context.Context, in *instance, proc Process, port int) 
 				in.quick, in.rec.CrashLoop = 0, false
 				ag.report(ctx, in)
 			}
+		case <-measure.C:
+			ag.sample(ctx, in, proc)
+			ag.report(ctx, in)
 		case <-proc.Done():
 			return exited
 		case <-in.retire:
@@ -299,6 +313,37 @@ func (ag *Agent) run(ctx context.Context, in *instance, proc Process, port int) 
 			ag.stop(in, proc, false)
 			return stopped
 		}
+	}
+}
+
+// measured is a process whose driver measures what it uses.
+type measured interface {
+	Usage() (isolate.Usage, error)
+}
+
+// sample measures the instance's process, if its driver can: the usage
+// goes into the instance's record (reported with its next change) and a
+// sample of what it used since the last one into the USAGE stream.
+func (ag *Agent) sample(ctx context.Context, in *instance, proc Process) {
+	m, ok := proc.(measured)
+	if !ok {
+		return
+	}
+	u, err := m.Usage()
+	if err != nil {
+		in.log.Debug("measure instance", "err", err)
+		return
+	}
+	now := time.Now()
+	interval := now.Sub(in.sampled).Seconds()
+	a := in.a
+	s := skiff.UsageSample{App: a.App, Instance: a.Name(), ID: a.ID, Release: a.Release, Node: ag.cfg.Node, Time: now.UTC(),
+		Interval: interval, CPUSeconds: (u.CPU - in.cpu).Seconds(), MemoryByteSeconds: float64(u.Memory) * interval,
+		Memory: u.Memory, MemoryPeak: u.MemoryPeak}
+	in.sampled, in.cpu = now, u.CPU
+	in.rec.Usage = &skiff.Usage{CPUSeconds: u.CPU.Seconds(), Memory: u.Memory, MemoryPeak: u.MemoryPeak, MemoryLimit: ag.cfg.Limits.Memory}
+	if err := ag.st.RecordUsage(ctx, s); err != nil {
+		in.log.Warn("record usage", "err", err)
 	}
 }
 

@@ -232,9 +232,7 @@ func (a *API) ps(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 
 func fillView(v *skiff.ProcessView, i skiff.Instance) {
 	v.State, v.Addr, v.Since, v.Restarts, v.CrashLoop, v.ExitReason = i.State, i.Addr, i.Since, i.Restarts, i.CrashLoop, i.ExitReason
-	if i.State == skiff.StateUp || i.State == skiff.StateStarting {
-		v.ExitReason = ""
-	}
+	v.Usage = i.Usage
 }
 
 func indexOf(name string) int {

@@ -27,7 +27,7 @@ func psCommand(e *env) *cobra.Command {
 				return err
 			}
 			empty := fmt.Sprintf("%s has no processes. Deploy it (skiff deploy -a %s) or scale it (skiff scale -a %s web=1).", name, name, name)
-			header := []string{"PROCESS", "STATE", "RELEASE", "NODE", "ADDRESS", "SINCE", "RESTARTS", "COMMAND"}
+			header := []string{"PROCESS", "STATE", "RELEASE", "NODE", "ADDRESS", "SINCE", "RESTARTS", "CPU", "MEMORY", "COMMAND"}
 			shown, err := show(e, ps, empty, header, func(p skiff.ProcessView) []string {
 				state := string(p.State)
 				if p.CrashLoop {
@@ -37,13 +37,21 @@ func psCommand(e *env) *cobra.Command {
 				if addr == "" {
 					addr = "-"
 				}
-				return []string{p.Name, state, skiff.VersionLabel(p.Release), p.Node, addr, ago(p.Since), strconv.Itoa(p.Restarts), p.Command}
+				cpu, mem := "-", "-"
+				if u := p.Usage; u != nil {
+					cpu = fmt.Sprintf("%.1fs", u.CPUSeconds)
+					mem = fmt.Sprintf("%s (peak %s)", mib(u.Memory), mib(u.MemoryPeak))
+					if u.MemoryLimit > 0 {
+						mem = fmt.Sprintf("%s (peak %s) of %s", mib(u.Memory), mib(u.MemoryPeak), mib(u.MemoryLimit))
+					}
+				}
+				return []string{p.Name, state, skiff.VersionLabel(p.Release), p.Node, addr, ago(p.Since), strconv.Itoa(p.Restarts), cpu, mem, p.Command}
 			})
 			if !shown {
 				return err
 			}
 			for _, p := range ps {
-				if p.ExitReason != "" && p.State != skiff.StateUp {
+				if p.ExitReason != "" && (p.State != skiff.StateUp || p.Restarts > 0) {
 					fmt.Fprintf(e.stdout, "%s last exited: %s\n", p.Name, p.ExitReason)
 				}
 			}
@@ -54,6 +62,9 @@ func psCommand(e *env) *cobra.Command {
 	e.jsonFlag(cmd)
 	return cmd
 }
+
+// mib writes n bytes in MiB.
+func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
 
 func scaleCommand(e *env) *cobra.Command {
 	cmd := &cobra.Command{

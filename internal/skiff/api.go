@@ -81,6 +81,7 @@ type ProcessView struct {
 	Restarts   int           `json:"restarts"`
 	CrashLoop  bool          `json:"crash_loop,omitempty"`
 	ExitReason string        `json:"exit_reason,omitempty"`
+	Usage      *Usage        `json:"usage,omitempty"`
 }
 
 // StatePending is shown for an instance no agent has reported yet.

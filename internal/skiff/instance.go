@@ -65,7 +65,42 @@ type Instance struct {
 	ExitReason string    `json:"exit_reason,omitempty"`
 	NextStart  time.Time `json:"next_start,omitempty"`
 	Since      time.Time `json:"since"`
+	// Usage is what the instance's current process has used, as its
+	// cgroup measures it; nil where the driver does not measure.
+	Usage *Usage `json:"usage,omitempty"`
 }
+
+// Usage is what an instance's processes have used since it started.
+type Usage struct {
+	CPUSeconds  float64 `json:"cpu_seconds"`
+	Memory      int64   `json:"memory"`      // bytes held now
+	MemoryPeak  int64   `json:"memory_peak"` // most bytes held at once
+	MemoryLimit int64   `json:"memory_limit,omitempty"`
+}
+
+// UsageSample is one measurement of an instance for metering, published
+// on UsageSubject: what it used over Interval seconds ending at Time. A
+// billing job sums samples per app and hour.
+type UsageSample struct {
+	App      string    `json:"app"`
+	Instance string    `json:"instance"` // web.1
+	ID       string    `json:"id"`
+	Release  int       `json:"release"`
+	Node     string    `json:"node"`
+	Time     time.Time `json:"time"`
+	Interval float64   `json:"interval"` // seconds
+	// CPUSeconds is the CPU time used over the interval.
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// MemoryByteSeconds is the memory held over the interval, in byte
+	// seconds (the memory at the sample times the interval).
+	MemoryByteSeconds float64 `json:"memory_byte_seconds"`
+	Memory            int64   `json:"memory"`
+	MemoryPeak        int64   `json:"memory_peak"`
+}
+
+// UsageSubject is the subject usage samples of app's instance id are
+// published on.
+func UsageSubject(app, id string) string { return "usage." + app + "." + id }
 
 // Name is the instance's name as users see it: "web.1".
 func (i Instance) Name() string { return ProcessName(i.Proc, i.Index) }

@@ -28,6 +28,7 @@ const (
 const (
 	StreamLogs   = "LOGS"   // subjects logs.<app>.<source>.<process>
 	StreamEvents = "EVENTS" // subjects events.<app>.<type>
+	StreamUsage  = "USAGE"  // subjects usage.<app>.<instance id>
 )
 
 // Log sources: what wrote a log line.

@@ -33,6 +33,9 @@ type Options struct {
 	LogMaxBytes int64
 	// EventMaxAge bounds the EVENTS stream (default 90 days).
 	EventMaxAge time.Duration
+	// UsageMaxAge bounds the USAGE stream of metering samples (default
+	// 400 days: a year of bills and their disputes).
+	UsageMaxAge time.Duration
 	// NodeTTL is how long a node record outlives its last heartbeat
 	// (default 1 minute).
 	NodeTTL time.Duration
@@ -53,6 +56,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.EventMaxAge == 0 {
 		o.EventMaxAge = 90 * 24 * time.Hour
+	}
+	if o.UsageMaxAge == 0 {
+		o.UsageMaxAge = 400 * 24 * time.Hour
 	}
 	if o.NodeTTL == 0 {
 		o.NodeTTL = time.Minute
@@ -170,6 +176,14 @@ func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*St
 		Name:      skiff.StreamEvents,
 		Subjects:  []string{"events.>"},
 		MaxAge:    opt.EventMaxAge,
+		Discard:   jetstream.DiscardOld,
+		Storage:   jetstream.FileStorage,
+		Replicas:  opt.Replicas,
+		Retention: jetstream.LimitsPolicy,
+	}, {
+		Name:      skiff.StreamUsage,
+		Subjects:  []string{"usage.>"},
+		MaxAge:    opt.UsageMaxAge,
 		Discard:   jetstream.DiscardOld,
 		Storage:   jetstream.FileStorage,
 		Replicas:  opt.Replicas,

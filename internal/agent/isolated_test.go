@@ -1,0 +1,71 @@
+package agent
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/skiff-paas/skiff/internal/isolate"
+	"github.com/skiff-paas/skiff/internal/skiff"
+	"github.com/skiff-paas/skiff/internal/store"
+)
+
+type storeHour = store.UsageHour
+
+func sum[T any](xs []T, f func(T) float64) float64 {
+	var n float64
+	for _, x := range xs {
+		n += f(x)
+	}
+	return n
+}
+
+func isolated(t *testing.T) Driver {
+	t.Helper()
+	ds := drivers()
+	if len(ds) < 2 {
+		t.Skip("the isolated driver needs root and cgroups")
+	}
+	return ds[1]
+}
+
+// TestOutOfMemory: an instance over its memory limit is killed, said to
+// be out of memory in its logs and record, and restarted.
+func TestOutOfMemory(t *testing.T) {
+	h := newHarness(t, Config{Driver: isolated(t), Limits: isolate.Limits{Memory: 64 << 20, PIDs: 64}})
+	h.assign("m1", "worker", "echo allocating; head -c 1G /dev/zero | tail -n 1")
+	var inst skiff.Instance
+	eventually(t, 20*time.Second, func() bool { inst, _ = h.instance("m1"); return inst.Restarts >= 2 })
+	if !strings.HasPrefix(inst.ExitReason, "out of memory: over its 64 MiB limit") {
+		t.Errorf("exit reason %q", inst.ExitReason)
+	}
+	if logs := h.logs("worker.1"); !strings.Contains(logs, "Process exited: out of memory") {
+		t.Errorf("logs:\n%s", logs)
+	}
+}
+
+// TestUsageIsMeasured: an instance's CPU time and memory show in its
+// record and add up in the USAGE stream per hour.
+func TestUsageIsMeasured(t *testing.T) {
+	h := newHarness(t, Config{Driver: isolated(t), UsageInterval: 100 * time.Millisecond})
+	// Half a second of CPU, then idle.
+	h.assign("u1", "worker", `end=$(($(date +%s%N) + 500000000)); while [ $(date +%s%N) -lt $end ]; do :; done; exec sleep 100`)
+	var inst skiff.Instance
+	eventually(t, 10*time.Second, func() bool {
+		inst, _ = h.instance("u1")
+		return inst.Usage != nil && inst.Usage.CPUSeconds >= 0.4
+	})
+	if inst.Usage.MemoryPeak <= 0 || inst.Usage.MemoryLimit != 512<<20 {
+		t.Errorf("usage %+v", *inst.Usage)
+	}
+	var hours []storeHour
+	eventually(t, 5*time.Second, func() bool {
+		hs, err := h.st.UsageByHour(context.Background(), "app", time.Now().Add(-time.Hour))
+		hours = hs
+		return err == nil && len(hs) > 0 && sum(hs, func(h storeHour) float64 { return h.CPUSeconds }) >= 0.4
+	})
+	if ih := sum(hours, func(h storeHour) float64 { return h.InstanceHours }); ih <= 0 || ih > 0.01 {
+		t.Errorf("instance hours %f for a few seconds", ih)
+	}
+}
