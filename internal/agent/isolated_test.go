@@ -11,8 +11,6 @@ import (
 	"github.com/skiff-paas/skiff/internal/store"
 )
 
-type storeHour = store.UsageHour
-
 func sum[T any](xs []T, f func(T) float64) float64 {
 	var n float64
 	for _, x := range xs {
@@ -59,13 +57,13 @@ func TestUsageIsMeasured(t *testing.T) {
 	if inst.Usage.MemoryPeak <= 0 || inst.Usage.MemoryLimit != 512<<20 {
 		t.Errorf("usage %+v", *inst.Usage)
 	}
-	var hours []storeHour
+	var hours []store.UsageHour
 	eventually(t, 5*time.Second, func() bool {
 		hs, err := h.st.UsageByHour(context.Background(), "app", time.Now().Add(-time.Hour))
 		hours = hs
-		return err == nil && len(hs) > 0 && sum(hs, func(h storeHour) float64 { return h.CPUSeconds }) >= 0.4
+		return err == nil && len(hs) > 0 && sum(hs, func(h store.UsageHour) float64 { return h.CPUSeconds }) >= 0.4
 	})
-	if ih := sum(hours, func(h storeHour) float64 { return h.InstanceHours }); ih <= 0 || ih > 0.01 {
+	if ih := sum(hours, func(h store.UsageHour) float64 { return h.InstanceHours }); ih <= 0 || ih > 0.01 {
 		t.Errorf("instance hours %f for a few seconds", ih)
 	}
 }

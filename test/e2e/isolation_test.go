@@ -33,10 +33,21 @@ func TestHostileApps(t *testing.T) {
 		t.Fatalf("beta could not write its own files: %s", body)
 	}
 	// beta's files in its home and /tmp, at their paths in beta's
-	// sandbox and on the host, and the platform's data directory.
-	betaHosts, _ := filepath.Glob(filepath.Join(s.data, "agent", "instances", "*", "root", "home", "beta", "secret.txt"))
-	for _, p := range append([]string{"/home/beta/secret.txt", "/tmp/secret.txt", filepath.Join(s.data, "admin.token"),
-		filepath.Join(s.data, "bus", "jetstream")}, betaHosts...) {
+	// sandbox and through /proc on the host (where they do exist), and
+	// the platform's data directory.
+	betaPIDs := pidsOf(t, "beta")
+	if len(betaPIDs) == 0 {
+		t.Fatal("no processes of beta found on the host")
+	}
+	paths := []string{"/home/beta/secret.txt", "/tmp/secret.txt", filepath.Join(s.data, "admin.token"), filepath.Join(s.data, "bus", "jetstream")}
+	for _, pid := range betaPIDs {
+		p := "/proc/" + strconv.Itoa(pid) + "/root/home/beta/secret.txt"
+		if b, err := os.ReadFile(p); err != nil || string(b) != "secret of beta" {
+			t.Fatalf("the host cannot find beta's file at %s: %q %v", p, b, err)
+		}
+		paths = append(paths, p, "/proc/"+strconv.Itoa(pid)+"/root/tmp/secret.txt")
+	}
+	for _, p := range paths {
 		if code, body := try("alpha", "/read?path="+p); code == 200 || strings.Contains(body, "secret of beta") {
 			t.Errorf("alpha read %s: %s", p, body)
 		}
@@ -46,10 +57,6 @@ func TestHostileApps(t *testing.T) {
 	}
 
 	// alpha sees only its own processes, and cannot signal beta's.
-	betaPIDs := pidsOf(t, "beta")
-	if len(betaPIDs) == 0 {
-		t.Fatal("no processes of beta found on the host")
-	}
 	_, seen := try("alpha", "/pids")
 	if n := len(strings.Fields(seen)); n > 4 {
 		t.Errorf("alpha sees %d processes: %s", n, seen)
