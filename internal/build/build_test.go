@@ -26,6 +26,7 @@ import (
 	"github.com/skiff-paas/skiff/internal/secret"
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
+	"github.com/skiff-paas/skiff/internal/testkit"
 )
 
 // goodApp is the smallest app that builds.
@@ -455,7 +456,7 @@ func TestBuildRefusesBadManifests(t *testing.T) {
 		"bad app.json":  {map[string]string{"Procfile": "web: x\n", "app.json": `{"formation": [1]}`}, "app.json is not valid"},
 		"failed script": {map[string]string{"Procfile": "web: x\n", "app.json": `{"scripts": {"predeploy": "exit 3"}}`}, "predeploy script failed"},
 		"unknown pack":  {map[string]string{"Procfile": "web: x\n", "app.json": `{"buildpacks": [{"url": "cobol"}]}`}, `unknown buildpack "cobol"`},
-		"too large":     {map[string]string{"Procfile": "web: x\n", "blob": randomish(200_000)}, "over the limit of 4.0 KiB"},
+		"too large":     {map[string]string{"Procfile": "web: x\n", "blob": testkit.RandomText(200_000)}, "over the limit of 4.0 KiB"},
 	} {
 		res, lines := deploy(t, st, skiff.BuildRequest{ID: strings.ReplaceAll(name, " ", "-"), App: "bad"}, c.files)
 		if !strings.Contains(res.Error, c.err) || res.Hint == "" || res.Release != 0 {
@@ -468,17 +469,4 @@ func TestBuildRefusesBadManifests(t *testing.T) {
 	if res.Error != "" {
 		t.Errorf("worker-only app: %+v", res)
 	}
-}
-
-// randomish is incompressible text of n bytes.
-func randomish(n int) string {
-	b := make([]byte, n)
-	x := uint32(88172645)
-	for i := range b {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		b[i] = 'a' + byte(x%26)
-	}
-	return string(b)
 }

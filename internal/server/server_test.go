@@ -11,31 +11,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/skiff-paas/skiff/internal/server"
 	"github.com/skiff-paas/skiff/internal/skiff"
+	"github.com/skiff-paas/skiff/internal/testkit"
 )
-
-// syncBuffer is a bytes.Buffer that Run may write to while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -50,7 +32,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 
 // running is a server.Run under way.
 type running struct {
-	out    *syncBuffer
+	out    *testkit.SyncBuffer
 	api    string // base URL of the API, read from the output
 	cancel context.CancelFunc
 	done   chan error
@@ -61,7 +43,7 @@ type running struct {
 func startServer(t *testing.T, dir string) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{out: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	r := &running{out: &testkit.SyncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	cfg := server.Config{
 		DataDir:    dir,
 		NodeName:   "test-node",

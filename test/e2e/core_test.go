@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/skiff-paas/skiff/internal/testkit"
 )
 
 // TestDeployConfigScaleRollback walks an app through the life the README
@@ -299,7 +301,7 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.fails(2, "points outside the app", "deploy", evil, "-a", "guarded")
-	big := app(t, "pyapp", map[string]string{"blob.bin": randomText(200_000)})
+	big := app(t, "pyapp", map[string]string{"blob.bin": testkit.RandomText(200_000)})
 	s.fails(2, "larger than the limit", "deploy", big, "-a", "guarded")
 
 	// Wrong and missing tokens.
@@ -317,17 +319,4 @@ func TestBadInput(t *testing.T) {
 	if rels := s.ok("releases", "-a", "guarded", "--json"); strings.Count(rels, `"version"`) != 1 {
 		t.Fatalf("bad input made releases: %s", rels)
 	}
-}
-
-// randomText is incompressible text, so that an upload of it stays large.
-func randomText(n int) string {
-	b := make([]byte, n)
-	x := uint32(2463534242)
-	for i := range b {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		b[i] = 'a' + byte(x%26)
-	}
-	return string(b)
 }

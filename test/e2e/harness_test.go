@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiff-paas/skiff/internal/testkit"
 )
 
 // skiffBin is the binary built once for every test.
@@ -55,25 +57,8 @@ type server struct {
 	sshAddr string
 	flags   []string
 	cmd     *exec.Cmd
-	out     *syncBuffer
+	out     *testkit.SyncBuffer
 	exited  chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func freePort(t *testing.T) string {
@@ -119,7 +104,7 @@ func (s *server) start() {
 		"--stop-grace", "5s", "--log-level", "debug"}, s.flags...)
 	s.cmd = exec.Command(skiffBin, args...)
 	if s.out == nil {
-		s.out = &syncBuffer{}
+		s.out = &testkit.SyncBuffer{}
 	}
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
