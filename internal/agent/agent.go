@@ -43,6 +43,7 @@ import (
 
 	"github.com/skiff-paas/skiff/internal/image"
 	"github.com/skiff-paas/skiff/internal/isolate"
+	"github.com/skiff-paas/skiff/internal/oneoff"
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
 )
@@ -67,6 +68,8 @@ type Config struct {
 	// UsageInterval is how often instances are measured, for ps and
 	// metering (default 10 s).
 	UsageInterval time.Duration
+	// Runs tunes the streams of one-off processes (package oneoff).
+	Runs oneoff.Options
 	// Roles are the roles of this node, reported in its heartbeat.
 	Roles []string
 	// StopGrace is how long a process has to exit after SIGTERM before it
@@ -151,6 +154,11 @@ func (ag *Agent) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	stopRuns, err := ag.serveRuns(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopRuns()
 
 	wg.Add(1)
 	go func() {

@@ -98,7 +98,7 @@ func newHarnessFiles(t *testing.T, cfg Config, files map[string]string) *harness
 	if h.cache, err = image.NewCache(filepath.Join(h.dir, "images")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Apps.Put(context.Background(), "app", skiff.App{Name: "app", UID: testUID}); err != nil {
+	if _, err := st.Apps.Put(context.Background(), "app", skiff.App{Name: "app", UID: testUID, Current: 1}); err != nil {
 		t.Fatal(err)
 	}
 	sealed, _ := st.SealConfig(map[string]string{"GREETING": "hi"})

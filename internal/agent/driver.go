@@ -54,6 +54,12 @@ type Spec struct {
 	// Stdout and Stderr receive the process's output; they are closed when
 	// the process and every child holding them have exited.
 	Stdout, Stderr io.WriteCloser
+	// Stdin is the process's standard input; nil reads nothing.
+	Stdin *os.File
+	// Terminal, when set, is the process's controlling terminal and its
+	// standard input, output and error (the far side of a pseudo
+	// terminal); Stdin, Stdout and Stderr are then unused.
+	Terminal *os.File
 }
 
 // Process is a started process.
@@ -66,6 +72,9 @@ type Process interface {
 	// ExitReason describes how the process ended, once Done is closed:
 	// "exit status 1", "killed by signal 9 (SIGKILL)".
 	ExitReason() string
+	// ExitCode is its exit status once Done is closed, 128+N when signal
+	// N ended it, as shells report it.
+	ExitCode() int
 }
 
 // Exec runs app processes as plain children of the agent, each in a
@@ -94,14 +103,18 @@ func (Exec) Start(spec Spec) (Process, error) {
 	cmd.Dir = spec.Root
 	cmd.Env = spec.Env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, stderr, err := outputPipes(spec)
+	io, err := stdio(spec)
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stdout, cmd.Stderr = stdout.w, stderr.w
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = io.in, io.out, io.err
+	if spec.Terminal != nil {
+		// A session of its own, led by the process, with the terminal
+		// (its standard input) as the session's.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	}
 	err = cmd.Start()
-	stdout.started(err == nil)
-	stderr.started(err == nil)
+	io.started(err == nil)
 	if err != nil {
 		return nil, fmt.Errorf("start %q: %w", spec.Command, err)
 	}
@@ -123,18 +136,40 @@ type outputPipe struct {
 	dst  io.WriteCloser
 }
 
-// outputPipes makes the pipes of spec's standard output and error.
-func outputPipes(spec Spec) (stdout, stderr *outputPipe, err error) {
-	stdout = &outputPipe{dst: spec.Stdout}
-	if stdout.r, stdout.w, err = os.Pipe(); err != nil {
-		return nil, nil, err
+// stdFiles are the standard files a driver gives a process.
+type stdFiles struct {
+	in, out, err   *os.File // nil: /dev/null
+	stdout, stderr *outputPipe
+}
+
+// stdio makes the standard files of spec's process: its terminal, or its
+// standard input and pipes for its output.
+func stdio(spec Spec) (*stdFiles, error) {
+	if t := spec.Terminal; t != nil {
+		return &stdFiles{in: t, out: t, err: t}, nil
 	}
-	stderr = &outputPipe{dst: spec.Stderr}
-	if stderr.r, stderr.w, err = os.Pipe(); err != nil {
-		stdout.started(false)
-		return nil, nil, err
+	f := &stdFiles{in: spec.Stdin}
+	var err error
+	f.stdout = &outputPipe{dst: spec.Stdout}
+	if f.stdout.r, f.stdout.w, err = os.Pipe(); err != nil {
+		return nil, err
 	}
-	return stdout, stderr, nil
+	f.stderr = &outputPipe{dst: spec.Stderr}
+	if f.stderr.r, f.stderr.w, err = os.Pipe(); err != nil {
+		f.stdout.started(false)
+		return nil, err
+	}
+	f.out, f.err = f.stdout.w, f.stderr.w
+	return f, nil
+}
+
+// started lets go of the process's ends of its output pipes once it has
+// them, or closes the pipes if it did not start.
+func (f *stdFiles) started(ok bool) {
+	if f.stdout != nil {
+		f.stdout.started(ok)
+		f.stderr.started(ok)
+	}
 }
 
 // started lets go of the process's end of the pipe once the process has
@@ -162,6 +197,15 @@ type execProcess struct {
 func (p *execProcess) PID() int              { return p.cmd.Process.Pid }
 func (p *execProcess) Done() <-chan struct{} { return p.done }
 func (p *execProcess) ExitReason() string    { <-p.done; return p.reason }
+
+func (p *execProcess) ExitCode() int {
+	<-p.done
+	ps := p.cmd.ProcessState
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
 
 func (p *execProcess) Signal(sig syscall.Signal) error {
 	// The negative pid names the process group; its leader is the process.

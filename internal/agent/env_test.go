@@ -18,7 +18,7 @@ func TestProcessEnvLayers(t *testing.T) {
 	a := skiff.Assignment{App: "app", Proc: "web", Index: 2, Release: 7}
 	env := processEnv(a, Layout{Root: "/img/root", Home: "/img/root", Tmp: "/inst/tmp"}, false, 20001,
 		map[string]string{"FROM_APP_JSON": "default", "GREETING": "app.json", "PORT": "1", "DYNO": "x"},
-		map[string]string{"GREETING": "config", "SKIFF_APP": "other", "LANG": "de_DE.UTF-8"})
+		map[string]string{"GREETING": "config", "SKIFF_APP": "other", "LANG": "de_DE.UTF-8"}, nil)
 	if !slices.IsSorted(env) {
 		t.Errorf("env not sorted: %q", env)
 	}

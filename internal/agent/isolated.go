@@ -39,17 +39,16 @@ func (d Isolated) Start(spec Spec) (Process, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, err
 	}
-	stdout, stderr, err := outputPipes(spec)
+	io, err := stdio(spec)
 	if err != nil {
 		return nil, err
 	}
 	sb, err := isolate.Start(isolate.Spec{
 		ID: spec.ID, Root: root, Image: spec.Root, User: spec.User, UID: spec.UID, Hostname: spec.Hostname,
 		Args: []string{"/bin/bash", "-c", spec.Command}, Env: spec.Env, Limits: spec.Limits, Cgroup: d.Cgroup,
-		Stdout: stdout.w, Stderr: stderr.w,
+		Stdin: io.in, Stdout: io.out, Stderr: io.err, TTY: spec.Terminal != nil,
 	})
-	stdout.started(err == nil)
-	stderr.started(err == nil)
+	io.started(err == nil)
 	if err != nil {
 		return nil, err
 	}
@@ -65,6 +64,18 @@ func (p *sandboxProcess) PID() int                        { return p.sb.PID() }
 func (p *sandboxProcess) Done() <-chan struct{}           { return p.sb.Done() }
 func (p *sandboxProcess) Signal(sig syscall.Signal) error { return p.sb.Signal(sig) }
 func (p *sandboxProcess) Usage() (isolate.Usage, error)   { return p.sb.Usage() }
+
+// ExitCode implements Process.
+func (p *sandboxProcess) ExitCode() int {
+	res := p.sb.Result()
+	switch {
+	case res.Signal != 0:
+		return 128 + int(res.Signal)
+	case res.Err != nil:
+		return 1
+	}
+	return res.Code
+}
 
 // ExitReason implements Process; it tells an out-of-memory kill apart.
 func (p *sandboxProcess) ExitReason() string {

@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -76,6 +77,15 @@ var _ Process = (*staticProcess)(nil)
 func (p *staticProcess) PID() int              { return 0 }
 func (p *staticProcess) Done() <-chan struct{} { return p.done }
 func (p *staticProcess) ExitReason() string    { <-p.done; return p.reason }
+
+// ExitCode is 0 for a server that stopped when asked to, 1 for one that
+// failed.
+func (p *staticProcess) ExitCode() int {
+	if strings.HasPrefix(p.ExitReason(), "failed") {
+		return 1
+	}
+	return 0
+}
 
 func (p *staticProcess) Signal(sig syscall.Signal) error {
 	switch sig {

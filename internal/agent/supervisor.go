@@ -139,62 +139,82 @@ func (ag *Agent) supervise(ctx context.Context, in *instance) {
 // static site.
 func (ag *Agent) start(ctx context.Context, in *instance, dir string) (Process, int, error) {
 	a := in.a
-	if _, err := ag.cfg.Images.Fetch(ctx, a.Image.Digest, func(ctx context.Context) (io.ReadCloser, error) {
-		return ag.st.Slugs.Get(ctx, a.Image.Object)
-	}); err != nil {
-		return nil, 0, err
-	}
-	root, err := ag.cfg.Images.Unpacked(ctx, a.Image.Digest)
-	if err != nil {
-		return nil, 0, err
-	}
-	rel, _, err := ag.st.Release(ctx, a.App, a.Release)
-	if err != nil {
-		return nil, 0, err
-	}
-	in.health = rel.HealthCheck
-	vars, err := ag.st.OpenConfig(rel.ConfigSealed)
-	if err != nil {
-		return nil, 0, err
-	}
-	app, _, err := ag.st.Apps.Get(ctx, a.App)
-	if err != nil {
-		return nil, 0, err
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, 0, err
-	}
-	tmp := filepath.Join(dir, "tmp")
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
-		return nil, 0, err
-	}
 	port, err := ag.ports.get()
 	if err != nil {
 		return nil, 0, err
 	}
+	spec, rel, err := ag.prepare(ctx, a, dir, port, nil)
+	if err != nil {
+		ag.ports.put(port)
+		return nil, 0, err
+	}
+	in.health = rel.HealthCheck
 
 	ag.platformLog(a, "Starting process with command `%s`", a.Command)
 	var proc Process
 	if a.Command == skiff.StaticCommand {
-		proc, err = startStatic(root, net.JoinHostPort(ag.cfg.Addr, strconv.Itoa(port)), ag.lineWriter(a), ag.lineWriter(a))
+		proc, err = startStatic(spec.Root, net.JoinHostPort(ag.cfg.Addr, strconv.Itoa(port)), ag.lineWriter(a), ag.lineWriter(a))
 	} else {
-		spec := Spec{ID: a.ID, Dir: dir, Root: root, User: a.App, UID: app.UID, Hostname: a.App + "." + a.Name(),
-			Limits: ag.cfg.Limits, Stdout: ag.lineWriter(a), Stderr: ag.lineWriter(a)}
-		l := ag.cfg.Driver.Layout(spec)
-		spec.Command = withProfile(root, l, a.Command)
-		spec.Env = processEnv(a, l, hasProfile(root), port, rel.Env, vars)
+		spec.Stdout, spec.Stderr = ag.lineWriter(a), ag.lineWriter(a)
 		proc, err = ag.cfg.Driver.Start(spec)
 	}
 	if err != nil {
 		ag.ports.put(port)
 		return nil, 0, err
 	}
+	ag.started(in, proc, dir)
+	return proc, port, nil
+}
+
+// started records the pid of a started process in its instance's
+// directory, for the next life of the agent to find.
+func (ag *Agent) started(in *instance, proc Process, dir string) {
 	if pid := proc.PID(); pid > 0 {
 		if err := writePidFile(filepath.Join(dir, "pid"), pid); err != nil {
 			in.log.Warn("write pid file", "err", err)
 		}
 	}
-	return proc, port, nil
+}
+
+// prepare fetches the image, release and config of a and makes its
+// instance's directory, and returns the spec of its process, environment
+// included (extra on top of the rest), standard files not, and its
+// release.
+func (ag *Agent) prepare(ctx context.Context, a skiff.Assignment, dir string, port int, extra map[string]string) (Spec, skiff.Release, error) {
+	var spec Spec
+	if _, err := ag.cfg.Images.Fetch(ctx, a.Image.Digest, func(ctx context.Context) (io.ReadCloser, error) {
+		return ag.st.Slugs.Get(ctx, a.Image.Object)
+	}); err != nil {
+		return spec, skiff.Release{}, err
+	}
+	root, err := ag.cfg.Images.Unpacked(ctx, a.Image.Digest)
+	if err != nil {
+		return spec, skiff.Release{}, err
+	}
+	rel, _, err := ag.st.Release(ctx, a.App, a.Release)
+	if err != nil {
+		return spec, rel, err
+	}
+	vars, err := ag.st.OpenConfig(rel.ConfigSealed)
+	if err != nil {
+		return spec, rel, err
+	}
+	app, _, err := ag.st.Apps.Get(ctx, a.App)
+	if err != nil {
+		return spec, rel, err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return spec, rel, err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
+		return spec, rel, err
+	}
+	spec = Spec{ID: a.ID, Dir: dir, Root: root, User: a.App, UID: app.UID, Hostname: a.App + "." + a.Name(),
+		Limits: ag.cfg.Limits}
+	l := ag.cfg.Driver.Layout(spec)
+	spec.Command = withProfile(root, l, a.Command)
+	spec.Env = processEnv(a, l, hasProfile(root), port, rel.Env, vars, extra)
+	return spec, rel, nil
 }
 
 // processEnv is the environment of an app process, as on Heroku: the app's
@@ -202,7 +222,7 @@ func (ag *Agent) start(ctx context.Context, in *instance, dir string) (Process, 
 // release's default env (app.json), the config vars, and the variables the
 // platform sets. HOME is the app's root while .profile.d scripts run (they
 // use it to find the app, as on Heroku), and the process's own home after.
-func processEnv(a skiff.Assignment, l Layout, profile bool, port int, defaults, vars map[string]string) []string {
+func processEnv(a skiff.Assignment, l Layout, profile bool, port int, defaults, vars, extra map[string]string) []string {
 	home := l.Home
 	if profile {
 		home = l.Root
@@ -210,7 +230,7 @@ func processEnv(a skiff.Assignment, l Layout, profile bool, port int, defaults, 
 	env := map[string]string{
 		"PATH": l.Root + "/bin:/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": l.Tmp, "LANG": "C.UTF-8",
 	}
-	for _, layer := range []map[string]string{defaults, vars} {
+	for _, layer := range []map[string]string{defaults, vars, extra} {
 		for k, v := range layer {
 			env[k] = v
 		}

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/skiff-paas/skiff/internal/archive"
+	"github.com/skiff-paas/skiff/internal/oneoff"
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
 )
@@ -52,6 +53,8 @@ type Config struct {
 	// BootTimeout is the scheduler's; a deploy waits this long, and a
 	// little more, for its release to come up.
 	BootTimeout time.Duration
+	// Runs tunes the streams of one-off processes.
+	Runs oneoff.Options
 	// Health reports the readiness of every role for /healthz.
 	Health func() map[string]bool
 	Logger *slog.Logger
@@ -159,6 +162,7 @@ func (a *API) Handler() http.Handler {
 	auth("GET /v1/apps/{app}/releases/{version}", a.getRelease)
 	auth("POST /v1/apps/{app}/rollback", a.rollback)
 	auth("GET /v1/apps/{app}/logs", a.logs)
+	auth("POST /v1/apps/{app}/runs", a.run)
 	auth("GET /v1/apps/{app}/domains", a.listDomains)
 	auth("POST /v1/apps/{app}/domains", a.addDomain)
 	auth("DELETE /v1/apps/{app}/domains/{hostname}", a.removeDomain)

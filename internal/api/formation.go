@@ -213,7 +213,7 @@ func (a *API) ps(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 	}
 	// Instances without an assignment are on their way out.
 	for _, i := range byID {
-		v := skiff.ProcessView{Name: i.Name(), Type: i.Proc, ID: i.ID, Release: i.Release, Node: i.Node}
+		v := skiff.ProcessView{Name: i.Name(), Type: i.Proc, ID: i.ID, Release: i.Release, Node: i.Node, Command: i.Command}
 		fillView(&v, i)
 		out = append(out, v)
 	}

@@ -104,7 +104,7 @@ Log in once with the token the server printed, then deploy:
 		c.GroupID = "apps"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{psCommand(e), scaleCommand(e), restartCommand(e), logsCommand(e), releasesCommand(e), rollbackCommand(e)} {
+	for _, c := range []*cobra.Command{psCommand(e), scaleCommand(e), restartCommand(e), runCommand(e), logsCommand(e), releasesCommand(e), rollbackCommand(e)} {
 		c.GroupID = "run"
 		root.AddCommand(c)
 	}
@@ -127,6 +127,13 @@ func Main(root *cobra.Command, args []string, stdin io.Reader, stdout, stderr io
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK
+	}
+	var status *ExitStatus
+	if errors.As(err, &status) {
+		if status.Message != "" {
+			fmt.Fprintln(stderr, status.Message)
+		}
+		return status.Code
 	}
 	if strings.HasPrefix(err.Error(), "unknown command") {
 		err = &skiff.Error{Kind: skiff.KindInvalid, Message: err.Error(), Hint: "skiff help lists the commands"}

@@ -60,6 +60,11 @@ func (c *Client) BaseURL() string { return c.base }
 // request sends one request. body, when not nil, is sent as JSON unless it
 // is an io.Reader, which is sent as is with contentType.
 func (c *Client) request(ctx context.Context, method, path string, query url.Values, body any, contentType string) (*http.Response, error) {
+	return c.requestWith(ctx, method, path, query, body, contentType, nil)
+}
+
+// requestWith is request with further headers.
+func (c *Client) requestWith(ctx context.Context, method, path string, query url.Values, body any, contentType string, header http.Header) (*http.Response, error) {
 	u := c.base + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -88,6 +93,9 @@ func (c *Client) request(ctx context.Context, method, path string, query url.Val
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	req.Header.Set("User-Agent", c.UserAgent)
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {

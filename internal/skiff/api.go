@@ -168,3 +168,29 @@ type UserToken struct {
 	Admin bool   `json:"admin"`
 	Token string `json:"token"`
 }
+
+// RunRequest is the body of POST /v1/apps/APP/runs: a one-off process in
+// the app's current release.
+type RunRequest struct {
+	Command string `json:"command"`
+	// TTY gives the process a terminal of Cols x Rows.
+	TTY  bool `json:"tty,omitempty"`
+	Cols int  `json:"cols,omitempty"`
+	Rows int  `json:"rows,omitempty"`
+	// Env is added to the process's environment, over its config.
+	Env map[string]string `json:"env,omitempty"`
+	// Detach runs it in the background, its output in the app's logs.
+	Detach bool `json:"detach,omitempty"`
+}
+
+// RunStarted describes a started one-off process: the answer to a
+// detached run, and the Skiff-Run-* headers of an attached one.
+type RunStarted struct {
+	Name    string `json:"name"` // run.1234
+	Node    string `json:"node"`
+	Release int    `json:"release"`
+}
+
+// RunUpgrade is the protocol an attached run's connection switches to:
+// frames of package oneoff both ways.
+const RunUpgrade = "skiff-run"

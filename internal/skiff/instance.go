@@ -65,6 +65,8 @@ type Instance struct {
 	ExitReason string    `json:"exit_reason,omitempty"`
 	NextStart  time.Time `json:"next_start,omitempty"`
 	Since      time.Time `json:"since"`
+	// Command is set for one-off processes, which have no assignment.
+	Command string `json:"command,omitempty"`
 	// Usage is what the instance's current process has used, as its
 	// cgroup measures it; nil where the driver does not measure.
 	Usage *Usage `json:"usage,omitempty"`

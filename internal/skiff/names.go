@@ -63,6 +63,10 @@ const (
 	// BuildOutputSubject and the result on BuildDoneSubject.
 	SubjectBuild  = "skiff.build.request"
 	QueueBuilders = "builders"
+	// SubjectRun takes a one-off process's request (package oneoff); an
+	// agent in the queue group starts it and answers.
+	SubjectRun  = "skiff.run.request"
+	QueueAgents = "agents"
 )
 
 // BuildOutputSubject carries a build's output, one line per message.

@@ -279,6 +279,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn, cfg *ssh.ServerCo
 func (s *Server) session(ctx context.Context, sc *ssh.ServerConn, ch ssh.Channel, reqs <-chan *ssh.Request) {
 	defer ch.Close()
 	var env []string
+	var term *ptyRequest
 	for req := range reqs {
 		switch req.Type {
 		case "env":
@@ -294,6 +295,10 @@ func (s *Server) session(ctx context.Context, sc *ssh.ServerConn, ch ssh.Channel
 				return
 			}
 			_ = req.Reply(true, nil)
+			if isRun(cmd.Command) {
+				exit(ch, s.run(ctx, sc, ch, reqs, cmd.Command, term))
+				return
+			}
 			go ssh.DiscardRequests(reqs)
 			code := s.exec(ctx, sc, ch, cmd.Command, env)
 			exit(ch, code)
@@ -301,10 +306,15 @@ func (s *Server) session(ctx context.Context, sc *ssh.ServerConn, ch ssh.Channel
 		case "shell":
 			_ = req.Reply(true, nil)
 			go ssh.DiscardRequests(reqs)
-			fmt.Fprintf(ch.Stderr(), "Hi %s! Skiff's SSH endpoint serves git push and git clone:\r\n  git push ssh://git@HOST:PORT/APP.git main\r\n", userOr(sc, "there"))
+			fmt.Fprintf(ch.Stderr(), "Hi %s! Skiff's SSH endpoint serves git push and git clone, and one-off processes:\r\n"+
+				"  git push ssh://git@HOST:PORT/APP.git main\r\n  ssh -t git@HOST -p PORT run APP -- bash\r\n", userOr(sc, "there"))
 			exit(ch, 1)
 			return
 		case "pty-req":
+			var p ptyRequest
+			if ssh.Unmarshal(req.Payload, &p) == nil {
+				term = &p
+			}
 			_ = req.Reply(true, nil)
 		default:
 			_ = req.Reply(false, nil)
@@ -400,8 +410,8 @@ func parseCommand(command string) (verb, app string, err error) {
 	switch verb {
 	case "git-receive-pack", "git-upload-pack", "git-upload-archive":
 	default:
-		return "", "", skiff.Errorf(skiff.KindInvalid, "push with git push ssh://git@HOST:PORT/APP.git main, or clone",
-			"Skiff's SSH endpoint serves git push and git clone only, not %q", verb)
+		return "", "", skiff.Errorf(skiff.KindInvalid, "push with git push ssh://git@HOST:PORT/APP.git main, clone, or run a process with: ssh -t git@HOST -p PORT run APP -- bash",
+			"Skiff's SSH endpoint serves git push, git clone and run APP -- COMMAND, not %q", verb)
 	}
 	arg = strings.Trim(strings.TrimSpace(arg), `'"`)
 	arg = strings.TrimPrefix(strings.TrimPrefix(arg, "~"), "/")
