@@ -68,6 +68,11 @@ type Config struct {
 	// UsageInterval is how often instances are measured, for ps and
 	// metering (default 10 s).
 	UsageInterval time.Duration
+	// HealthInterval is how often a running web instance's health check
+	// path is checked (default 10 s); HealthFailures failures in a row
+	// (default 3) restart it.
+	HealthInterval time.Duration
+	HealthFailures int
 	// Runs tunes the streams of one-off processes (package oneoff).
 	Runs oneoff.Options
 	// Roles are the roles of this node, reported in its heartbeat.
@@ -112,6 +117,12 @@ func New(cfg Config, st *store.Store) (*Agent, error) {
 	}
 	if cfg.Limits == (isolate.Limits{}) {
 		cfg.Limits = isolate.Limits{Memory: 512 << 20, CPUWeight: 100, PIDs: 512}
+	}
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = 10 * time.Second
+	}
+	if cfg.HealthFailures <= 0 {
+		cfg.HealthFailures = 3
 	}
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = 30 * time.Second

@@ -84,3 +84,37 @@ http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever(
 		t.Fatalf("instance answering 500 = %+v, want starting", i)
 	}
 }
+
+// TestFailingHealthCheckRestarts: a running instance whose health check
+// fails HealthFailures times in a row is stopped and started again.
+func TestFailingHealthCheckRestarts(t *testing.T) {
+	files := defaultFiles()
+	files["sick.py"] = `import http.server, os
+n = 0
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        global n
+        n += 1
+        code = 200 if n <= 2 else 500
+        print("health %d %d" % (n, code), flush=True)
+        self.send_response(code); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+`
+	h := newHarnessFiles(t, Config{StopGrace: 5 * time.Second, DrainDelay: -1, HealthInterval: 100 * time.Millisecond, HealthFailures: 3}, files)
+	h.updateRelease(func(r *skiff.Release) { r.HealthCheck = "/health" })
+	h.assign("s1", "web", "exec python3 -u sick.py")
+	var inst skiff.Instance
+	eventually(t, 20*time.Second, func() bool { inst, _ = h.instance("s1"); return inst.Restarts >= 1 })
+	if !strings.Contains(inst.ExitReason, "health check failed 3 times in a row") {
+		t.Errorf("exit reason %q", inst.ExitReason)
+	}
+	logs := h.logs("web.1")
+	for _, want := range []string{"Health check failed (1 of 3): GET /health answered 500", "Health check failed (3 of 3)", "restarting it"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %q:\n%s", want, logs)
+		}
+	}
+	// Started again, it answers and is up.
+	eventually(t, 20*time.Second, func() bool { inst, _ = h.instance("s1"); return inst.State == skiff.StateUp && inst.Restarts >= 1 })
+}

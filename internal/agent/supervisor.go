@@ -53,8 +53,9 @@ type instance struct {
 type outcome int
 
 const (
-	exited  outcome = iota // the process ended by itself
-	stopped                // the supervisor stopped it: retired or shutting down
+	exited    outcome = iota // the process ended by itself
+	stopped                  // the supervisor stopped it: retired or shutting down
+	unhealthy                // the supervisor stopped it: it failed its health check
 )
 
 func backoff(quick int) time.Duration {
@@ -92,16 +93,20 @@ func (ag *Agent) supervise(ctx context.Context, in *instance) {
 			reason = err.Error()
 			ag.platformLog(a, "Failed to start: %s", reason)
 		} else {
-			out := ag.run(ctx, in, proc, port)
+			out, why := ag.run(ctx, in, proc, port)
 			_ = proc.Signal(syscall.SIGKILL) // whatever it left behind
 			<-proc.Done()
 			ag.sample(context.WithoutCancel(ctx), in, proc)
 			ag.ports.put(port)
-			if out == stopped {
+			switch out {
+			case stopped:
 				return
+			case unhealthy:
+				reason = why
+			default:
+				reason = proc.ExitReason()
+				ag.platformLog(a, "Process exited: %s", reason)
 			}
-			reason = proc.ExitReason()
-			ag.platformLog(a, "Process exited: %s", reason)
 		}
 		if time.Since(started) < quickExit {
 			in.quick++
@@ -283,8 +288,10 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// run watches a started process until it exits or is stopped.
-func (ag *Agent) run(ctx context.Context, in *instance, proc Process, port int) outcome {
+// run watches a started process until it exits or is stopped. A web
+// process with a health check is checked while it runs; one that fails
+// it HealthFailures times in a row is stopped, and run says why.
+func (ag *Agent) run(ctx context.Context, in *instance, proc Process, port int) (outcome, string) {
 	a := in.a
 	in.rec.State, in.rec.PID, in.rec.Port, in.rec.Addr = skiff.StateStarting, proc.PID(), port, ""
 	in.rec.NextStart = time.Time{}
@@ -306,6 +313,7 @@ func (ag *Agent) run(ctx context.Context, in *instance, proc Process, port int) 
 	}
 	stable := time.NewTimer(quickExit)
 	defer stable.Stop()
+	var failing <-chan error // the health check failed too often
 	for {
 		select {
 		case <-healthy:
@@ -316,6 +324,13 @@ func (ag *Agent) run(ctx context.Context, in *instance, proc Process, port int) 
 			}
 			ag.report(ctx, in)
 			ag.platformLog(a, "State changed from starting to up")
+			if a.Proc == "web" && in.health != "" {
+				failing = ag.liveness(probeCtx, in, addr)
+			}
+		case err := <-failing:
+			ag.platformLog(a, "%s: restarting it", err)
+			ag.stop(in, proc, true)
+			return unhealthy, err.Error()
 		case <-stable.C:
 			if in.quick > 0 || in.rec.CrashLoop {
 				in.quick, in.rec.CrashLoop = 0, false
@@ -325,15 +340,50 @@ func (ag *Agent) run(ctx context.Context, in *instance, proc Process, port int) 
 			ag.sample(ctx, in, proc)
 			ag.report(ctx, in)
 		case <-proc.Done():
-			return exited
+			return exited, ""
 		case <-in.retire:
 			ag.stop(in, proc, true)
-			return stopped
+			return stopped, ""
 		case <-ctx.Done():
 			ag.stop(in, proc, false)
-			return stopped
+			return stopped, ""
 		}
 	}
+}
+
+// liveness checks a running web instance's health check path every
+// HealthInterval, and reports on the returned channel once it has failed
+// HealthFailures times in a row.
+func (ag *Agent) liveness(ctx context.Context, in *instance, addr string) <-chan error {
+	failed := make(chan error, 1)
+	go func() {
+		check := httpCheck(addr, in.health, func(error) {})
+		t := time.NewTicker(ag.cfg.HealthInterval)
+		defer t.Stop()
+		n := 0
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			err := check(ctx)
+			if err == nil {
+				n = 0
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			n++
+			ag.platformLog(in.a, "Health check failed (%d of %d): %v", n, ag.cfg.HealthFailures, err)
+			if n >= ag.cfg.HealthFailures {
+				failed <- fmt.Errorf("health check failed %d times in a row (%v)", n, err)
+				return
+			}
+		}
+	}()
+	return failed
 }
 
 // measured is a process whose driver measures what it uses.

@@ -131,9 +131,8 @@ func (a *API) releaseConfig(ctx context.Context, app skiff.App, vars map[string]
 	if err != nil {
 		return skiff.Release{}, false, err
 	}
-	rel, err := a.st.CreateRelease(ctx, skiff.Release{
-		App: app.Name, Description: desc, Image: base.Image, Processes: base.Processes,
-		ConfigVersion: version, ConfigSealed: sealed, CreatedBy: actor,
-	})
+	next := base.Derive(desc, actor)
+	next.ConfigVersion, next.ConfigSealed = version, sealed
+	rel, err := a.st.CreateRelease(ctx, next)
 	return rel, err == nil, err
 }

@@ -109,10 +109,12 @@ func (a *API) rollback(w http.ResponseWriter, r *http.Request, tok skiff.Token) 
 		writeError(w, err)
 		return
 	}
-	rel, err := a.st.CreateRelease(r.Context(), skiff.Release{
-		App: app.Name, Description: fmt.Sprintf("Rollback to %s", target.Label()), Image: target.Image,
-		Processes: target.Processes, ConfigVersion: version, ConfigSealed: target.ConfigSealed, CreatedBy: tok.User,
-	})
+	next := target.Derive(fmt.Sprintf("Rollback to %s", target.Label()), tok.User)
+	next.ConfigVersion = version
+	// The app's own health check is a setting of today, not of the
+	// release rolled back to.
+	next.HealthCheck = skiff.EffectiveHealthCheck(app, target.ManifestHealthCheck)
+	rel, err := a.st.CreateRelease(r.Context(), next)
 	if err != nil {
 		writeError(w, err)
 		return

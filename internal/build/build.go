@@ -371,7 +371,7 @@ func (b *Builder) build(ctx context.Context, req skiff.BuildRequest, out func(st
 		return res, err
 	}
 	built := skiff.Release{Image: im, Processes: procs, Buildpack: packName, BuildKey: key,
-		HealthCheck: manifest.healthCheck(), Env: env}
+		ManifestHealthCheck: manifest.healthCheck(), Env: env}
 	return b.release(ctx, req, built, version, vars, out)
 }
 
@@ -384,6 +384,10 @@ func (b *Builder) release(ctx context.Context, req skiff.BuildRequest, built ski
 	if err != nil {
 		return res, err
 	}
+	app, _, err := b.st.Apps.Get(ctx, req.App)
+	if err != nil {
+		return res, err
+	}
 	desc := req.Description
 	if desc == "" {
 		desc = "Deploy " + req.ID[:min(len(req.ID), 8)]
@@ -391,7 +395,8 @@ func (b *Builder) release(ctx context.Context, req skiff.BuildRequest, built ski
 	rel, err := b.st.CreateRelease(ctx, skiff.Release{
 		App: req.App, Description: desc, Image: built.Image, Processes: built.Processes,
 		ConfigVersion: version, ConfigSealed: sealed, CreatedBy: req.Actor, Buildpack: built.Buildpack,
-		BuildKey: built.BuildKey, HealthCheck: built.HealthCheck, Env: built.Env,
+		BuildKey: built.BuildKey, ManifestHealthCheck: built.ManifestHealthCheck, Env: built.Env,
+		HealthCheck: skiff.EffectiveHealthCheck(app, built.ManifestHealthCheck),
 	})
 	if err != nil {
 		return res, err

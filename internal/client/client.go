@@ -403,3 +403,23 @@ func (c *Client) CreateUser(ctx context.Context, name string, admin bool) (skiff
 	var t skiff.UserToken
 	return t, c.call(ctx, "POST", "/v1/users", skiff.UserRequest{Name: name, Admin: admin}, &t)
 }
+
+// HealthCheck returns the app's health check in effect.
+func (c *Client) HealthCheck(ctx context.Context, app string) (skiff.HealthCheckView, error) {
+	var v skiff.HealthCheckView
+	err := c.call(ctx, "GET", appPath(app, "healthcheck"), nil, &v)
+	return v, err
+}
+
+// SetHealthCheck sets the app's own health check path; an empty path
+// removes it, leaving app.json's.
+func (c *Client) SetHealthCheck(ctx context.Context, app, path string) (skiff.HealthCheckView, error) {
+	var v skiff.HealthCheckView
+	var err error
+	if path == "" {
+		err = c.call(ctx, "DELETE", appPath(app, "healthcheck"), nil, &v)
+	} else {
+		err = c.call(ctx, "PUT", appPath(app, "healthcheck"), skiff.HealthCheckChange{Path: path}, &v)
+	}
+	return v, err
+}

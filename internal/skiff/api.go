@@ -194,3 +194,20 @@ type RunStarted struct {
 // RunUpgrade is the protocol an attached run's connection switches to:
 // frames of package oneoff both ways.
 const RunUpgrade = "skiff-run"
+
+// HealthCheckView answers GET, PUT and DELETE /v1/apps/APP/healthcheck.
+type HealthCheckView struct {
+	// Path is the health check in effect for the next release; empty
+	// when a TCP connect is enough.
+	Path string `json:"path"`
+	// Source says where it comes from: "app" (skiff healthcheck set),
+	// "app.json", or empty.
+	Source string `json:"source"`
+	// Release is the release made by a change, if one was.
+	Release int `json:"release,omitempty"`
+}
+
+// HealthCheckChange is the body of PUT /v1/apps/APP/healthcheck.
+type HealthCheckChange struct {
+	Path string `json:"path"`
+}

@@ -24,6 +24,19 @@ type App struct {
 	// UID is the user ID the app's builds run as, given at its first
 	// build and never shared with another app.
 	UID int `json:"uid,omitempty"`
+	// HealthCheck is the path its web processes must answer, set with
+	// skiff healthcheck set; it overrides app.json's.
+	HealthCheck string `json:"health_check,omitempty"`
+}
+
+// ValidateHealthCheck reports why path cannot be a health check path, or
+// nil.
+func ValidateHealthCheck(path string) error {
+	if !strings.HasPrefix(path, "/") || len(path) > 1024 || strings.ContainsAny(path, " \t\r\n#") {
+		return Errorf(KindInvalid, "give a path of the app, e.g. /health (a query is allowed: /health?full=1)",
+			"invalid health check path %q", path)
+	}
+	return nil
 }
 
 // MayUse reports whether tok's user may see and change app.

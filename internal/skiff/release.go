@@ -2,6 +2,7 @@ package skiff
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -57,9 +58,13 @@ type Release struct {
 	// reuses its image.
 	BuildKey string `json:"build_key,omitempty"`
 	// HealthCheck is the path the web process must answer with a 2xx or
-	// 3xx before it takes traffic (from app.json); empty means a TCP
-	// connect is enough.
+	// 3xx before it takes traffic, and keep answering while it runs: the
+	// app's own setting (skiff healthcheck set), else app.json's; empty
+	// means a TCP connect is enough.
 	HealthCheck string `json:"health_check,omitempty"`
+	// ManifestHealthCheck is app.json's health check path, which the
+	// app's setting overrides.
+	ManifestHealthCheck string `json:"manifest_health_check,omitempty"`
 	// Env holds default environment variables (from app.json's env);
 	// config vars of the same name win.
 	Env map[string]string `json:"env,omitempty"`
@@ -68,6 +73,27 @@ type Release struct {
 	StatusReason  string        `json:"status_reason,omitempty"`
 	DeployStarted time.Time     `json:"deploy_started,omitempty"`
 	FinishedAt    time.Time     `json:"finished_at,omitempty"`
+}
+
+// Derive is a new release of r's image, processes, config and settings,
+// to be numbered and stored: what a config change, a rollback or a new
+// health check makes. The caller changes what differs.
+func (r Release) Derive(description, actor string) Release {
+	n := r
+	n.Version, n.Description, n.CreatedBy, n.CreatedAt = 0, description, actor, time.Time{}
+	n.Status, n.StatusReason, n.DeployStarted, n.FinishedAt = "", "", time.Time{}, time.Time{}
+	n.Processes = maps.Clone(r.Processes)
+	n.Env = maps.Clone(r.Env)
+	return n
+}
+
+// EffectiveHealthCheck is the health check path of a release of app with
+// manifest (app.json's path): the app's own setting wins.
+func EffectiveHealthCheck(app App, manifest string) string {
+	if app.HealthCheck != "" {
+		return app.HealthCheck
+	}
+	return manifest
 }
 
 // StaticCommand is the command of the web process of a static site: the

@@ -164,6 +164,17 @@ func TestRun(t *testing.T) {
 		t.Errorf("ssh run exited with %d, want 5:\n%s", code, tm.out.String())
 	}
 
+	// A health check set from the CLI makes a release that comes up on it.
+	if out := s.ok("healthcheck", "set", "-a", "runner", "/"); !strings.Contains(out, "GET /") || !strings.Contains(out, "Released v2") {
+		t.Errorf("healthcheck set: %s", out)
+	}
+	eventually(t, 20*time.Second, "v2 to serve", func() bool {
+		return regexp.MustCompile(`\*\s+v2\s+succeeded`).MatchString(s.ok("releases", "-a", "runner"))
+	})
+	if out := s.ok("healthcheck", "-a", "runner"); !strings.Contains(out, "runner's health check: GET /") {
+		t.Errorf("healthcheck: %s", out)
+	}
+
 	// A client that goes away leaves nothing running.
 	tm = s.inTerminal(skiffBin, "run", "-a", "runner", "--", "sleep 4321")
 	tm.expect(`up, run\.\d{4}`)
