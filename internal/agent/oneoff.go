@@ -211,7 +211,7 @@ func (ag *Agent) oneOffAssignment(ctx context.Context, req oneoff.Request) (skif
 		return skiff.Assignment{}, err
 	}
 	return skiff.Assignment{ID: req.ID, App: app.Name, Proc: oneoff.Proc, Index: 1000 + rand.IntN(9000),
-		Release: rel.Version, Node: ag.cfg.Node, Image: rel.Image, Command: req.Command, CreatedAt: time.Now().UTC()}, nil
+		Release: rel.Version, Node: ag.cfg.Node, Image: rel.Image, Command: req.Command, Size: req.ProcessSize, CreatedAt: time.Now().UTC()}, nil
 }
 
 // oneOffIO is what carries a one-off's standard files.

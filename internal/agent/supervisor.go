@@ -215,11 +215,22 @@ func (ag *Agent) prepare(ctx context.Context, a skiff.Assignment, dir string, po
 		return spec, rel, err
 	}
 	spec = Spec{ID: a.ID, Dir: dir, Root: root, User: a.App, UID: app.UID, Hostname: a.App + "." + a.Name(),
-		Limits: ag.cfg.Limits}
+		Limits: ag.limits(a.Size)}
 	l := ag.cfg.Driver.Layout(spec)
 	spec.Command = withProfile(root, l, a.Command)
 	spec.Env = processEnv(a, l, hasProfile(root), port, rel.Env, vars, extra)
 	return spec, rel, nil
+}
+
+// limits are the limits of a process of size: the agent's own (the 1x
+// size) times the size's factor.
+func (ag *Agent) limits(size string) isolate.Limits {
+	f := skiff.SizeFactor(size)
+	l := ag.cfg.Limits
+	l.Memory *= f
+	l.PIDs *= f
+	l.CPUWeight = min(l.CPUWeight*uint64(f), 10000)
+	return l
 }
 
 // processEnv is the environment of an app process, as on Heroku: the app's
@@ -411,7 +422,7 @@ func (ag *Agent) sample(ctx context.Context, in *instance, proc Process) {
 		Interval: interval, CPUSeconds: (u.CPU - in.cpu).Seconds(), MemoryByteSeconds: float64(u.Memory) * interval,
 		Memory: u.Memory, MemoryPeak: u.MemoryPeak}
 	in.sampled, in.cpu = now, u.CPU
-	in.rec.Usage = &skiff.Usage{CPUSeconds: u.CPU.Seconds(), Memory: u.Memory, MemoryPeak: u.MemoryPeak, MemoryLimit: ag.cfg.Limits.Memory}
+	in.rec.Usage = &skiff.Usage{CPUSeconds: u.CPU.Seconds(), Memory: u.Memory, MemoryPeak: u.MemoryPeak, MemoryLimit: ag.limits(a.Size).Memory}
 	if err := ag.st.RecordUsage(ctx, s); err != nil {
 		in.log.Warn("record usage", "err", err)
 	}

@@ -146,8 +146,12 @@ func TestConfigScaleAndRollbackNeedARelease(t *testing.T) {
 	e.expect("PATCH", "/v1/apps/shop/formation", skiff.ScaleRequest{Quantity: map[string]int{"worker": 1}}, 400, skiff.KindInvalid, `no process type "worker"`)
 	e.expect("PATCH", "/v1/apps/shop/formation", skiff.ScaleRequest{Quantity: map[string]int{"web": -1}}, 400, skiff.KindInvalid, "invalid quantity -1")
 	var f []skiff.FormationEntry
-	if code, _ := e.do("PATCH", "/v1/apps/shop/formation", skiff.ScaleRequest{Quantity: map[string]int{"web": 2}}, &f); code != 200 || len(f) != 1 || f[0].Quantity != 2 {
+	if code, _ := e.do("PATCH", "/v1/apps/shop/formation", skiff.ScaleRequest{Quantity: map[string]int{"web": 2}}, &f); code != 200 || len(f) != 1 || f[0].Quantity != 2 || f[0].Size != "1x" {
 		t.Fatalf("scale = %d %+v", code, f)
+	}
+	e.expect("PATCH", "/v1/apps/shop/formation", skiff.ScaleRequest{Size: map[string]string{"web": "3x"}}, 400, skiff.KindInvalid, `invalid process size "3x"`)
+	if code, _ := e.do("PATCH", "/v1/apps/shop/formation", skiff.ScaleRequest{Size: map[string]string{"web": "2x"}}, &f); code != 200 || f[0].Quantity != 2 || f[0].Size != "2x" {
+		t.Fatalf("resize = %d %+v", code, f)
 	}
 	if code, _ := e.do("PATCH", "/v1/apps/shop/config", skiff.ConfigChange{Set: map[string]string{"B": "2"}}, &cr); code != 200 || cr.Release != 2 {
 		t.Fatalf("config set with a release = %d %+v; want release 2", code, cr)

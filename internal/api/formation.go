@@ -53,7 +53,7 @@ func (a *API) formationEntries(ctx context.Context, app skiff.App) ([]skiff.Form
 		return nil, err
 	}
 	for _, t := range base.ProcessTypes() {
-		out = append(out, skiff.FormationEntry{Type: t, Command: base.Processes[t], Quantity: f.Count(t)})
+		out = append(out, skiff.FormationEntry{Type: t, Command: base.Processes[t], Quantity: f.Count(t), Size: f.Size(t)})
 	}
 	return out, nil
 }
@@ -81,7 +81,7 @@ func (a *API) scale(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 		writeError(w, err)
 		return
 	}
-	if len(req.Quantity) == 0 {
+	if len(req.Quantity)+len(req.Size) == 0 {
 		writeError(w, skiff.Errorf(skiff.KindInvalid, "skiff scale -a APP web=2", "no process types to scale"))
 		return
 	}
@@ -90,22 +90,32 @@ func (a *API) scale(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 		writeError(w, err)
 		return
 	}
-	types := make([]string, 0, len(req.Quantity))
-	for t, q := range req.Quantity {
-		types = append(types, t)
+	types := map[string]bool{}
+	for t := range req.Quantity {
+		types[t] = true
+	}
+	for t, size := range req.Size {
+		types[t] = true
+		if err := skiff.ValidateSize(size); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	for t := range types {
 		if _, ok := base.Processes[t]; !ok {
 			writeError(w, skiff.Errorf(skiff.KindInvalid,
 				fmt.Sprintf("the Procfile of %s declares: %s", base.Label(), strings.Join(base.ProcessTypes(), ", ")),
 				"no process type %q in %s", t, app.Name))
 			return
 		}
+	}
+	for t, q := range req.Quantity {
 		if q < 0 || q > maxQuantity {
 			writeError(w, skiff.Errorf(skiff.KindInvalid, fmt.Sprintf("give a quantity from 0 to %d, e.g. %s=2", maxQuantity, t),
 				"invalid quantity %d for %s", q, t))
 			return
 		}
 	}
-	sort.Strings(types)
 	_, err = a.st.Formations.Upsert(r.Context(), app.Name, func(f *skiff.Formation) error {
 		f.App = app.Name
 		if f.Quantity == nil {
@@ -114,15 +124,28 @@ func (a *API) scale(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 		for t, q := range req.Quantity {
 			f.Quantity[t] = q
 		}
+		for t, size := range req.Size {
+			if f.Sizes == nil {
+				f.Sizes = map[string]string{}
+			}
+			f.Sizes[t] = size
+		}
 		return nil
 	})
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	parts := make([]string, len(types))
-	for i, t := range types {
-		parts[i] = fmt.Sprintf("%s@%d", t, req.Quantity[t])
+	var parts []string
+	for _, t := range skiff.SortedTypes(types) {
+		part := t
+		if q, ok := req.Quantity[t]; ok {
+			part += fmt.Sprintf("@%d", q)
+		}
+		if size, ok := req.Size[t]; ok {
+			part += ":" + size
+		}
+		parts = append(parts, part)
 	}
 	a.st.Emit(skiff.Event{App: app.Name, Type: skiff.EventScaled, Actor: tok.User,
 		Message: fmt.Sprintf("Scaled to %s by %s", strings.Join(parts, ", "), tok.User)})

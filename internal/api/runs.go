@@ -75,12 +75,17 @@ func (a *API) run(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 // runRequest checks a run's body and makes the agent's request of it.
 func runRequest(app, user string, body skiff.RunRequest) (oneoff.Request, error) {
 	req := oneoff.Request{ID: secret.Token(12), App: app, User: user, Command: strings.TrimSpace(body.Command),
-		TTY: body.TTY, Env: body.Env, Detach: body.Detach}
+		TTY: body.TTY, Env: body.Env, Detach: body.Detach, ProcessSize: body.Size}
 	if req.Command == "" {
 		return req, skiff.Errorf(skiff.KindInvalid, "for example: skiff run -a "+app+" -- bash", "no command to run")
 	}
 	if body.Cols < 0 || body.Cols > 65535 || body.Rows < 0 || body.Rows > 65535 {
 		return req, skiff.Errorf(skiff.KindInvalid, "", "terminal size %dx%d is out of range", body.Cols, body.Rows)
+	}
+	if body.Size != "" {
+		if err := skiff.ValidateSize(body.Size); err != nil {
+			return req, err
+		}
 	}
 	req.Size = oneoff.Size{Cols: uint16(body.Cols), Rows: uint16(body.Rows)}
 	for k := range body.Env {

@@ -68,35 +68,54 @@ func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
 
 func scaleCommand(e *env) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "scale [TYPE=N...]",
-		Short: "Set how many processes of each type run",
-		Long: `Set how many processes of each type run, or, without arguments, show the
-app's process types and their quantities. The types are those of the app's
-Procfile.`,
+		Use:   "scale [TYPE=N[:SIZE]...]",
+		Short: "Set how many processes of each type run, and their size",
+		Long: `Set how many processes of each type run, and how big each is, or, without
+arguments, show the app's process types with their quantities and sizes.
+The types are those of the app's Procfile.
+
+A process of size Nx gets N times the memory, CPU weight and process count
+of a 1x process (512 MiB of memory unless the server says otherwise). The
+sizes are 1x (the default), 2x, 4x and 8x. Changing a type's size replaces
+its processes one by one, as a restart does.`,
 		Example: `  skiff scale -a shop web=2 worker=1
+  skiff scale -a shop web=2:2x
+  skiff scale -a shop worker=4x
   skiff scale -a shop worker=0`,
 		RunE: func(cmd *cobra.Command, a []string) error {
-			quantity := make(map[string]int, len(a))
+			req := skiff.ScaleRequest{Quantity: map[string]int{}, Size: map[string]string{}}
 			for _, arg := range a {
-				t, n, ok := strings.Cut(arg, "=")
-				if !ok || t == "" {
-					return usageError(cmd, "%q is not TYPE=N", arg)
+				t, v, ok := strings.Cut(arg, "=")
+				if !ok || t == "" || v == "" {
+					return usageError(cmd, "%q is not TYPE=N, TYPE=N:SIZE or TYPE=SIZE", arg)
 				}
-				q, err := strconv.Atoi(n)
-				if err != nil || q < 0 {
-					return usageError(cmd, "%q: the quantity must be a whole number from 0 up", arg)
+				n, size, _ := strings.Cut(v, ":")
+				if size == "" && strings.HasSuffix(n, "x") {
+					n, size = "", n
 				}
-				quantity[t] = q
+				if size != "" {
+					if err := skiff.ValidateSize(size); err != nil {
+						return err
+					}
+					req.Size[t] = size
+				}
+				if n != "" {
+					q, err := strconv.Atoi(n)
+					if err != nil || q < 0 {
+						return usageError(cmd, "%q: the quantity must be a whole number from 0 up", arg)
+					}
+					req.Quantity[t] = q
+				}
 			}
 			name, c, err := e.appClient()
 			if err != nil {
 				return err
 			}
 			var f []skiff.FormationEntry
-			if len(quantity) == 0 {
+			if len(a) == 0 {
 				f, err = c.Formation(cmd.Context(), name)
 			} else {
-				f, err = c.Scale(cmd.Context(), name, quantity)
+				f, err = c.Scale(cmd.Context(), name, req)
 			}
 			if err != nil {
 				return err
@@ -104,16 +123,20 @@ Procfile.`,
 			if e.g.json {
 				return e.printJSON(f)
 			}
-			if len(quantity) > 0 {
-				parts := make([]string, 0, len(quantity))
-				for _, t := range skiff.SortedTypes(quantity) {
-					parts = append(parts, fmt.Sprintf("%s=%d", t, quantity[t]))
+			if len(a) > 0 {
+				var parts []string
+				for _, x := range f {
+					_, q := req.Quantity[x.Type]
+					_, s := req.Size[x.Type]
+					if q || s {
+						parts = append(parts, fmt.Sprintf("%s=%d:%s", x.Type, x.Quantity, x.Size))
+					}
 				}
 				fmt.Fprintf(e.stdout, "Scaled %s to %s\n", name, strings.Join(parts, " "))
 			}
-			rows := [][]string{{"TYPE", "QUANTITY", "COMMAND"}}
+			rows := [][]string{{"TYPE", "QUANTITY", "SIZE", "COMMAND"}}
 			for _, x := range f {
-				rows = append(rows, []string{x.Type, strconv.Itoa(x.Quantity), x.Command})
+				rows = append(rows, []string{x.Type, strconv.Itoa(x.Quantity), x.Size, x.Command})
 			}
 			return e.table(rows)
 		},

@@ -20,6 +20,7 @@ import (
 
 func runCommand(e *env) *cobra.Command {
 	var detach, forceTTY, noTTY bool
+	var size string
 	var vars []string
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- COMMAND [ARG...]",
@@ -43,7 +44,7 @@ its output in the app's logs, until it ends.`,
 			if err != nil {
 				return err
 			}
-			req := skiff.RunRequest{Command: commandLine(a), Env: map[string]string{}}
+			req := skiff.RunRequest{Command: commandLine(a), Env: map[string]string{}, Size: size}
 			for _, v := range vars {
 				k, val, ok := strings.Cut(v, "=")
 				if !ok {
@@ -88,6 +89,7 @@ its output in the app's logs, until it ends.`,
 	f.BoolVarP(&detach, "detach", "d", false, "run in the background, the output in the app's logs")
 	f.BoolVarP(&forceTTY, "tty", "t", false, "give the process a terminal even if the input is not one")
 	f.BoolVarP(&noTTY, "no-tty", "T", false, "give the process pipes even if the input is a terminal")
+	f.StringVarP(&size, "size", "s", "", "the process size: 1x (default), 2x, 4x or 8x")
 	f.StringArrayVarP(&vars, "env", "e", nil, "KEY=VALUE added to the process's environment (repeatable)")
 	cmd.MarkFlagsMutuallyExclusive("tty", "no-tty")
 	return cmd

@@ -284,9 +284,9 @@ func (c *Client) Formation(ctx context.Context, app string) ([]skiff.FormationEn
 }
 
 // Scale sets the quantities of some process types.
-func (c *Client) Scale(ctx context.Context, app string, quantity map[string]int) ([]skiff.FormationEntry, error) {
+func (c *Client) Scale(ctx context.Context, app string, req skiff.ScaleRequest) ([]skiff.FormationEntry, error) {
 	var f []skiff.FormationEntry
-	return f, c.call(ctx, "PATCH", appPath(app, "formation"), skiff.ScaleRequest{Quantity: quantity}, &f)
+	return f, c.call(ctx, "PATCH", appPath(app, "formation"), req, &f)
 }
 
 // Processes lists an app's instances.

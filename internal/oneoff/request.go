@@ -32,6 +32,8 @@ type Request struct {
 	// Detach runs the process with its output in the app's logs, and no
 	// stream: it runs until it ends.
 	Detach bool `json:"detach,omitempty"`
+	// ProcessSize sets its limits (1x when empty).
+	ProcessSize string `json:"process_size,omitempty"`
 }
 
 // Started is an agent's answer to a Request.

@@ -66,10 +66,17 @@ type slot struct {
 	index      int
 	release    int
 	generation int
+	size       string
 }
 
+// same reports whether a fills s. An assignment of another size does
+// not: a resize replaces a type's processes as a restart does.
 func (s slot) same(a skiff.Assignment) bool {
-	return a.Proc == s.proc && a.Index == s.index && a.Release == s.release && a.Generation == s.generation
+	size := a.Size
+	if size == "" {
+		size = skiff.DefaultSize
+	}
+	return a.Proc == s.proc && a.Index == s.index && a.Release == s.release && a.Generation == s.generation && size == s.size
 }
 
 // Compute decides, for every app, which instances should exist, whether a
@@ -287,7 +294,7 @@ func (p *planner) fill(app string, rel skiff.Release, slots []slot, assigned []s
 		}
 		a := skiff.Assignment{
 			ID: p.newID(), App: app, Proc: s.proc, Index: s.index, Release: rel.Version, Generation: s.generation,
-			Node: node, Image: rel.Image, Command: rel.Processes[s.proc], CreatedAt: p.Now,
+			Node: node, Image: rel.Image, Command: rel.Processes[s.proc], Size: s.size, CreatedAt: p.Now,
 		}
 		p.Create = append(p.Create, a)
 		out = append(out, a)
@@ -327,7 +334,7 @@ func slotsOf(rel skiff.Release, f skiff.Formation) []slot {
 	var out []slot
 	for _, proc := range rel.ProcessTypes() {
 		for i := 1; i <= f.Count(proc); i++ {
-			out = append(out, slot{proc: proc, index: i, release: rel.Version, generation: f.Generation(proc)})
+			out = append(out, slot{proc: proc, index: i, release: rel.Version, generation: f.Generation(proc), size: f.Size(proc)})
 		}
 	}
 	return out

@@ -201,3 +201,20 @@ func TestComputeFailureReasons(t *testing.T) {
 		t.Fatalf("crash reason = %+v", p.Statuses)
 	}
 }
+
+// TestResizeReplacesOneByOne: a new size for a type starts replacements
+// of that size beside the old processes, which go once those are up.
+func TestResizeReplacesOneByOne(t *testing.T) {
+	w := newWorld("n1").app("a", 1).release("a", 1, skiff.ReleaseSucceeded, "web").instance("a", "web", 1, 1, 0, "n1", skiff.StateUp)
+	w.s.Formations["a"] = skiff.Formation{App: "a", Sizes: map[string]string{"web": "2x"}}
+	p := w.plan()
+	if got := summary(p); got != "+web.1@v1/g0/n1" || p.Create[0].Size != "2x" {
+		t.Fatalf("plan %q, size %q", got, p.Create[0].Size)
+	}
+	a := p.Create[0]
+	w.s.Assignments[a.ID] = a
+	w.s.Instances[a.ID] = skiff.Instance{ID: a.ID, App: "a", Proc: "web", Index: 1, Release: 1, State: skiff.StateUp}
+	if got := summary(w.plan()); got != "-web.1@v1/g0" {
+		t.Fatalf("once the 2x process is up: %q, want the 1x one retired", got)
+	}
+}

@@ -57,6 +57,9 @@ type ConfigResponse struct {
 // ScaleRequest is the body of PATCH /v1/apps/{app}/formation.
 type ScaleRequest struct {
 	Quantity map[string]int `json:"quantity"`
+	// Size sets process types' sizes (1x, 2x, 4x, 8x); a change replaces
+	// the type's processes one by one.
+	Size map[string]string `json:"size,omitempty"`
 }
 
 // FormationEntry is one process type in GET /v1/apps/{app}/formation.
@@ -64,6 +67,7 @@ type FormationEntry struct {
 	Type     string `json:"type"`
 	Command  string `json:"command"`
 	Quantity int    `json:"quantity"`
+	Size     string `json:"size"`
 }
 
 // ProcessView is one line of GET /v1/apps/{app}/ps: a desired instance and
@@ -181,6 +185,8 @@ type RunRequest struct {
 	Env map[string]string `json:"env,omitempty"`
 	// Detach runs it in the background, its output in the app's logs.
 	Detach bool `json:"detach,omitempty"`
+	// Size is the process size (1x when empty).
+	Size string `json:"size,omitempty"`
 }
 
 // RunStarted describes a started one-off process: the answer to a

@@ -17,7 +17,9 @@ type Assignment struct {
 	Node       string    `json:"node"`
 	Image      Image     `json:"image"`
 	Command    string    `json:"command"`
-	CreatedAt  time.Time `json:"created_at"`
+	// Size is the process size (1x, 2x…), which sets its limits.
+	Size      string    `json:"size,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Name is the instance's name as users see it: "web.1".

@@ -149,6 +149,42 @@ type Formation struct {
 	App         string         `json:"app"`
 	Quantity    map[string]int `json:"quantity,omitempty"`
 	Generations map[string]int `json:"generations,omitempty"`
+	// Sizes are the process types' sizes; DefaultSize when unset.
+	Sizes map[string]string `json:"sizes,omitempty"`
+}
+
+// Size is the size of proc's processes.
+func (f Formation) Size(proc string) string {
+	if s := f.Sizes[proc]; s != "" {
+		return s
+	}
+	return DefaultSize
+}
+
+// Process sizes. A process of size Nx gets N times the memory, CPU weight
+// and process count of the 1x size, which is the agent's
+// --instance-memory (512 MiB by default), CPU weight 100 and 512
+// processes.
+const DefaultSize = "1x"
+
+var sizeFactors = map[string]int64{"1x": 1, "2x": 2, "4x": 4, "8x": 8}
+
+// SizeFactor is how many times the 1x size a process of size is; 1 for an
+// empty or unknown size.
+func SizeFactor(size string) int64 {
+	if f, ok := sizeFactors[size]; ok {
+		return f
+	}
+	return 1
+}
+
+// ValidateSize reports why size cannot be a process size, or nil.
+func ValidateSize(size string) error {
+	if _, ok := sizeFactors[size]; !ok {
+		return Errorf(KindInvalid, "sizes are 1x (512 MiB by default), 2x, 4x and 8x, e.g. skiff scale web=2:2x",
+			"invalid process size %q", size)
+	}
+	return nil
 }
 
 // Count is the number of instances wanted for proc: the quantity set by a
