@@ -8,15 +8,15 @@ import (
 // Assignment is one desired instance of a process, placed on a node by the
 // scheduler. The agent of that node converges on its assignments.
 type Assignment struct {
-	ID         string    `json:"id"`
-	App        string    `json:"app"`
-	Proc       string    `json:"proc"`
-	Index      int       `json:"index"`
-	Release    int       `json:"release"`
-	Generation int       `json:"generation"`
-	Node       string    `json:"node"`
-	Image      Image     `json:"image"`
-	Command    string    `json:"command"`
+	ID         string `json:"id"`
+	App        string `json:"app"`
+	Proc       string `json:"proc"`
+	Index      int    `json:"index"`
+	Release    int    `json:"release"`
+	Generation int    `json:"generation"`
+	Node       string `json:"node"`
+	Image      Image  `json:"image"`
+	Command    string `json:"command"`
 	// Size is the process size (1x, 2x…), which sets its limits.
 	Size      string    `json:"size,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
