@@ -260,17 +260,35 @@ func (ag *Agent) clearStaleRecords(ctx context.Context) error {
 }
 
 // reap kills processes left running by an earlier life of the agent, found
-// by the pid files in the instance directories, and removes the
-// directories.
+// by the pid files in the instance directories and, for a driver that
+// keeps them in sandboxes, by the sandboxes' cgroups; then it removes the
+// directories. The scheduler's assignments start the instances again:
+// a process that lost its agent lost its output and supervision, so it is
+// not taken back.
 func (ag *Agent) reap() {
 	dirs, _ := filepath.Glob(filepath.Join(ag.cfg.Dir, "instances", "*"))
 	for _, dir := range dirs {
+		id := filepath.Base(dir)
 		if pid, start, err := readPidFile(filepath.Join(dir, "pid")); err == nil && processStart(pid) == start {
-			ag.log.Info("killing process left by an earlier run", "pid", pid, "dir", filepath.Base(dir))
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			ag.log.Info("killing a process left by an earlier run", "pid", pid, "id", id)
+			_ = syscall.Kill(pid, syscall.SIGKILL)  // a sandbox's first process: its PID namespace ends with it
+			_ = syscall.Kill(-pid, syscall.SIGKILL) // a plain process's group
+		}
+		if r, ok := ag.cfg.Driver.(reaper); ok {
+			if n, err := r.Reap(id); err != nil {
+				ag.log.Warn("clean up a sandbox left by an earlier run", "id", id, "err", err)
+			} else if n > 0 {
+				ag.log.Info("killed the processes left in a sandbox by an earlier run", "id", id, "processes", n)
+			}
 		}
 		os.RemoveAll(dir)
 	}
+}
+
+// reaper is a driver that can end what an instance left behind when its
+// agent died.
+type reaper interface {
+	Reap(id string) (int, error)
 }
 
 func writePidFile(path string, pid int) error {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -302,5 +303,34 @@ func TestBackoff(t *testing.T) {
 		if got := backoff(quick); got != want {
 			t.Errorf("backoff(%d) = %s, want %s", quick, got, want)
 		}
+	}
+}
+
+// TestReapLeftovers: what an earlier life of the agent left running (found
+// by its instance directory) is killed, with everything it started.
+func TestReapLeftovers(t *testing.T) {
+	for _, d := range drivers() {
+		t.Run(d.Name(), func(t *testing.T) {
+			h := newHarness(t, Config{Driver: d})
+			dir := filepath.Join(h.ag.cfg.Dir, "instances", "left-"+d.Name())
+			os.MkdirAll(dir, 0o700)
+			proc, err := d.Start(Spec{ID: filepath.Base(dir), Dir: dir, Root: t.TempDir(), User: "app", UID: testUID,
+				Command: "sleep 300 & exec sleep 301", Env: []string{"PATH=/usr/bin:/bin"}, Stdout: nopCloser{io.Discard}, Stderr: nopCloser{io.Discard}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			writePidFile(filepath.Join(dir, "pid"), proc.PID())
+			time.Sleep(200 * time.Millisecond)
+			h.ag.reap()
+			select {
+			case <-proc.Done():
+			case <-time.After(5 * time.Second):
+				proc.Signal(syscall.SIGKILL)
+				t.Fatal("the leftover process outlived reap")
+			}
+			if _, err := os.Stat(dir); err == nil {
+				t.Error("the instance directory is left")
+			}
+		})
 	}
 }

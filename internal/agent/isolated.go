@@ -55,6 +55,10 @@ func (d Isolated) Start(spec Spec) (Process, error) {
 	return &sandboxProcess{sb: sb, limit: spec.Limits.Memory}, nil
 }
 
+// Reap ends what the sandbox of instance id left running, and removes its
+// cgroup.
+func (Isolated) Reap(id string) (int, error) { return isolate.Reap(id) }
+
 type sandboxProcess struct {
 	sb    *isolate.Sandbox
 	limit int64

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/containerd/cgroups/v3"
@@ -57,20 +59,22 @@ var v1Controllers = []cgroup1.Name{cgroup1.Cpu, cgroup1.Cpuacct, cgroup1.Memory,
 
 type v1 struct{ cg cgroup1.Cgroup }
 
-func newV1(name string, l Limits) (cgroup, error) {
-	hierarchy := func() ([]cgroup1.Subsystem, error) {
-		all, err := cgroup1.Default()
-		if err != nil {
-			return nil, err
-		}
-		var subs []cgroup1.Subsystem
-		for _, s := range all {
-			if slices.Contains(v1Controllers, s.Name()) {
-				subs = append(subs, s)
-			}
-		}
-		return subs, nil
+// v1Hierarchy is the v1 hierarchies of v1Controllers that the host has.
+func v1Hierarchy() ([]cgroup1.Subsystem, error) {
+	all, err := cgroup1.Default()
+	if err != nil {
+		return nil, err
 	}
+	var subs []cgroup1.Subsystem
+	for _, s := range all {
+		if slices.Contains(v1Controllers, s.Name()) {
+			subs = append(subs, s)
+		}
+	}
+	return subs, nil
+}
+
+func newV1(name string, l Limits) (cgroup, error) {
 	res := &specs.LinuxResources{}
 	if l.Memory > 0 {
 		res.Memory = &specs.LinuxMemory{Limit: &l.Memory}
@@ -82,7 +86,7 @@ func newV1(name string, l Limits) (cgroup, error) {
 	if l.PIDs > 0 {
 		res.Pids = &specs.LinuxPids{Limit: &l.PIDs}
 	}
-	cg, err := cgroup1.New(cgroup1.StaticPath("/"+name), res, cgroup1.WithHierarchy(hierarchy))
+	cg, err := cgroup1.New(cgroup1.StaticPath("/"+name), res, cgroup1.WithHierarchy(v1Hierarchy))
 	if err != nil {
 		return nil, fmt.Errorf("make cgroup (v1) %s: %w", name, err)
 	}
@@ -202,3 +206,49 @@ func (c v2) oomKills() uint64 {
 }
 
 func (c v2) delete() error { return c.m.Delete() }
+
+// Reap ends every process left in the cgroup of sandbox id, on either
+// version, and removes the cgroup: what an agent that died leaves behind.
+// It reports how many processes it killed; a sandbox that left nothing
+// is no error.
+func Reap(id string) (int, error) {
+	name := "/skiff/" + id
+	killed := 0
+	var errs []error
+	if cg, err := cgroup1.Load(cgroup1.StaticPath(name), cgroup1.WithHierarchy(v1Hierarchy)); err == nil {
+		// Frozen, nothing in it can fork while it is killed.
+		_ = cg.Freeze()
+		procs, _ := cg.Processes(cgroup1.Pids, true)
+		for _, p := range procs {
+			if syscall.Kill(p.Pid, syscall.SIGKILL) == nil {
+				killed++
+			}
+		}
+		_ = cg.Thaw()
+		errs = append(errs, settle(cg.Delete))
+	}
+	if mount, err := unifiedMount(); err == nil {
+		if _, err := os.Stat(filepath.Join(mount, name)); err == nil {
+			m, err := cgroup2.Load(name, cgroup2.WithMountpoint(mount))
+			if err == nil {
+				procs, _ := m.Procs(true)
+				killed += len(procs)
+				_ = m.Kill()
+				errs = append(errs, settle(m.Delete))
+			}
+		}
+	}
+	return killed, errors.Join(errs...)
+}
+
+// settle retries removing a cgroup while its killed processes die.
+func settle(remove func() error) error {
+	var err error
+	for i := 0; i < 100; i++ {
+		if err = remove(); err == nil || errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return err
+}

@@ -289,3 +289,32 @@ func TestUsage(t *testing.T) {
 		})
 	}
 }
+
+// TestReap: the processes a sandbox left in its cgroup are killed and the
+// cgroup removed, as an agent does at start for what its last life left.
+func TestReap(t *testing.T) {
+	for _, v := range versions(t) {
+		t.Run(v, func(t *testing.T) {
+			var id string
+			s, _ := start(t, v, `sleep 300 & sleep 300 & wait`, func(spec *isolate.Spec) { id = spec.ID })
+			time.Sleep(300 * time.Millisecond) // the sleeps start
+			killed, err := isolate.Reap(id)
+			if err != nil || killed < 3 {
+				t.Errorf("Reap: %d killed, %v; want init, sh and two sleeps", killed, err)
+			}
+			select {
+			case <-s.Done():
+			case <-time.After(5 * time.Second):
+				t.Fatal("the sandbox outlived Reap")
+			}
+			for _, dir := range []string{"/sys/fs/cgroup/pids/skiff/" + id, "/sys/fs/cgroup/unified/skiff/" + id, "/sys/fs/cgroup/skiff/" + id} {
+				if _, err := os.Stat(dir); err == nil {
+					t.Errorf("%s is left", dir)
+				}
+			}
+			if n, err := isolate.Reap(id); n != 0 || err != nil {
+				t.Errorf("a second Reap: %d, %v", n, err)
+			}
+		})
+	}
+}
