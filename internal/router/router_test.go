@@ -24,6 +24,14 @@ type env struct {
 
 func start(t *testing.T) *env {
 	t.Helper()
+	e := startB(t)
+	e.t = t
+	return e
+}
+
+// startB starts a router on a fresh bus, for a test or a benchmark.
+func startB(t testing.TB) *env {
+	t.Helper()
 	st, err := store.Open(context.Background(), bustest.Start(t), nil, store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -41,11 +49,14 @@ func start(t *testing.T) *env {
 			t.Error(err)
 		}
 	})
-	eventually(t, r.Ready)
-	return &env{t: t, st: st, r: r}
+	deadline := time.Now().Add(10 * time.Second)
+	for !r.Ready() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return &env{st: st, r: r}
 }
 
-func eventually(t *testing.T, cond func() bool) {
+func eventually(t testing.TB, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -140,7 +151,7 @@ func TestUnknownHostAndNoInstance(t *testing.T) {
 	}
 }
 
-func TestRoundRobinAndCustomDomains(t *testing.T) {
+func TestBalancesAndCustomDomains(t *testing.T) {
 	e := start(t)
 	e.app("shop", 1)
 	e.instance("shop", "a", 1, skiff.StateUp, upstream(t, "one"))
@@ -149,11 +160,11 @@ func TestRoundRobinAndCustomDomains(t *testing.T) {
 	e.waitBody("www.shop.example", "")
 	eventually(t, func() bool {
 		seen := map[string]int{}
-		for i := 0; i < 10; i++ {
+		for i := 0; i < 20; i++ {
 			_, body := e.get("www.shop.example", "/")
 			seen[strings.Fields(body)[0]]++
 		}
-		return seen["one"] == 5 && seen["two"] == 5
+		return seen["one"] > 0 && seen["two"] > 0
 	})
 	e.st.Domains.Delete(context.Background(), "www.shop.example")
 	eventually(t, func() bool { code, _ := e.get("www.shop.example", "/"); return code == 404 })
@@ -204,24 +215,87 @@ func TestSkipsBackendThatRefusesConnections(t *testing.T) {
 }
 
 func TestBuildTable(t *testing.T) {
-	v := &view{
-		apps: map[string]skiff.App{"a": {Name: "a", Current: 2}, "b": {Name: "b"}},
-		instances: map[string]skiff.Instance{
-			"a.1": {ID: "1", App: "a", Proc: "web", Release: 1, State: skiff.StateUp, Addr: "h:1"},
-			"a.2": {ID: "2", App: "a", Proc: "web", Release: 2, State: skiff.StateUp, Addr: "h:2"},
-			"a.3": {ID: "3", App: "a", Proc: "worker", Release: 2, State: skiff.StateUp, Addr: "h:3"},
-			"a.4": {ID: "4", App: "a", Proc: "web", Release: 2, State: skiff.StateStopping, Addr: "h:4"},
-		},
-		domains: map[string]skiff.Domain{"a.example.com": {App: "a"}, "orphan.example.com": {App: "gone"}},
+	v := newView("d")
+	b := &batch{apps: map[string]bool{}}
+	for _, c := range []change{
+		{bucket: skiff.BucketApps, key: "a", value: skiff.App{Name: "a", Current: 2}},
+		{bucket: skiff.BucketApps, key: "b", value: skiff.App{Name: "b"}},
+		{bucket: skiff.BucketInstances, key: "a.1", value: skiff.Instance{ID: "1", App: "a", Proc: "web", Release: 1, State: skiff.StateUp, Addr: "h:1"}},
+		{bucket: skiff.BucketInstances, key: "a.2", value: skiff.Instance{ID: "2", App: "a", Proc: "web", Release: 2, State: skiff.StateUp, Addr: "h:2"}},
+		{bucket: skiff.BucketInstances, key: "a.3", value: skiff.Instance{ID: "3", App: "a", Proc: "worker", Release: 2, State: skiff.StateUp, Addr: "h:3"}},
+		{bucket: skiff.BucketInstances, key: "a.4", value: skiff.Instance{ID: "4", App: "a", Proc: "web", Release: 2, State: skiff.StateStopping, Addr: "h:4"}},
+		{bucket: skiff.BucketDomains, key: "a.example.com", value: skiff.Domain{App: "a"}},
+		{bucket: skiff.BucketDomains, key: "*.a.example.org", value: skiff.Domain{App: "a"}},
+		{bucket: skiff.BucketDomains, key: "orphan.example.com", value: skiff.Domain{App: "gone"}},
+	} {
+		v.apply(c, b)
 	}
-	tab := build("d", v)
-	if len(tab.hosts) != 3 || tab.hosts["a.example.com"] != tab.hosts["a.d"] || tab.hosts["orphan.example.com"] != nil {
-		t.Fatalf("hosts = %v", tab.hosts)
+	tab := v.update(b)
+	a := tab.lookup([]byte("a.d"))
+	if len(tab.exact) != 3 || tab.lookup([]byte("a.example.com")) != a || tab.lookup([]byte("orphan.example.com")) != nil ||
+		tab.lookup([]byte("x.y.a.example.org")) != a || tab.lookup([]byte("a.example.org")) != nil {
+		t.Fatalf("hosts = %v %v", tab.exact, tab.wildcard)
 	}
-	if bs := tab.hosts["a.d"].backends; len(bs) != 1 || bs[0].addr != "h:2" {
+	if bs := a.route.Load().backends; len(bs) != 1 || bs[0].addr != "h:2" {
 		t.Fatalf("backends of a = %+v, want only the current release's up web instance", bs)
 	}
-	if len(tab.hosts["b.d"].backends) != 0 {
+	if len(tab.lookup([]byte("b.d")).route.Load().backends) != 0 {
 		t.Fatal("b has backends")
+	}
+
+	// A change of instances replaces the app's route, not the table, and
+	// keeps the backend objects that stay.
+	kept := a.route.Load().backends[0]
+	b = &batch{apps: map[string]bool{}}
+	v.apply(change{bucket: skiff.BucketInstances, key: "a.5", value: skiff.Instance{ID: "5", App: "a", Proc: "web", Release: 2, State: skiff.StateUp, Addr: "h:5"}}, b)
+	if v.update(b) != nil {
+		t.Fatal("a change of instances made a new table")
+	}
+	if bs := a.route.Load().backends; len(bs) != 2 || bs[0] != kept {
+		t.Fatalf("backends after a new instance = %+v", bs)
+	}
+}
+
+func TestLookupAllocatesNothing(t *testing.T) {
+	v := newView("apps.test")
+	b := &batch{apps: map[string]bool{}}
+	for i := 0; i < 1000; i++ {
+		name := fmt.Sprintf("app%d", i)
+		v.apply(change{bucket: skiff.BucketApps, key: name, value: skiff.App{Name: name}}, b)
+	}
+	v.apply(change{bucket: skiff.BucketDomains, key: "*.wild.example", value: skiff.Domain{App: "app7"}}, b)
+	tab := v.update(b)
+	hosts := [][]byte{[]byte("app500.apps.test"), []byte("a.b.wild.example"), []byte("nowhere.example")}
+	if n := testing.AllocsPerRun(1000, func() {
+		for _, h := range hosts {
+			tab.lookup(h)
+		}
+	}); n != 0 {
+		t.Errorf("lookup allocates %.1f times", n)
+	}
+}
+
+func TestPickPrefersTheLessLoaded(t *testing.T) {
+	busy, idle, down := &backend{id: "busy"}, &backend{id: "idle"}, &backend{id: "down"}
+	busy.inflight.Store(5)
+	now := time.Now().UnixNano()
+	down.markDown(now)
+	rt := &route{backends: []*backend{busy, idle}}
+	for i := 0; i < 100; i++ {
+		if b := rt.pick(now, nil); b != idle {
+			t.Fatalf("picked %s over the idle backend", b.id)
+		}
+	}
+	rt = &route{backends: []*backend{down, idle}}
+	for i := 0; i < 100; i++ {
+		if b := rt.pick(now, nil); b != idle {
+			t.Fatalf("picked %s, which is down", b.id)
+		}
+	}
+	if b := rt.pick(now, []*backend{idle}); b != down {
+		t.Fatalf("with the rest tried, picked %v, want the one down rather than none", b)
+	}
+	if b := rt.pick(now, []*backend{idle, down}); b != nil {
+		t.Fatalf("with all tried, picked %s", b.id)
 	}
 }

@@ -2,73 +2,294 @@ package router
 
 import (
 	"context"
+	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
 )
 
-// table maps hostnames to routes. It is never changed once published.
+// The routing state has three levels, each replaced only when it changes:
+//
+//   - the table maps hostnames to app entries; it is immutable, behind an
+//     atomic pointer, and copied when a hostname comes or goes (an app or
+//     a custom domain is added or removed);
+//   - an app entry lives as long as its app; its route, behind an atomic
+//     pointer of its own, is replaced when the app's backends change, so a
+//     change of instances costs a small slice, not a table;
+//   - a backend lives as long as its instance is up: its load counter,
+//     health and idle connections carry over from route to route.
+//
+// One goroutine (follow) owns the view of the state and makes every
+// change; requests only load pointers.
+
+// table maps hostnames to apps. It is never changed once published.
 type table struct {
-	hosts map[string]*route
+	exact    map[string]*appEntry
+	wildcard map[string]*appEntry // *.example.com by its suffix ".example.com"
 }
 
-// route is an app's set of backends.
-type route struct {
-	app      string
-	backends []backend
-	next     atomic.Uint64 // round-robin position
-}
-
-type backend struct {
-	addr string
-	id   string
-}
-
-// view is the part of the state the table is built from.
-type view struct {
-	apps      map[string]skiff.App
-	instances map[string]skiff.Instance // by key
-	domains   map[string]skiff.Domain   // by hostname
-}
-
-// build makes the table for a view: every app at NAME.domain, and its
-// custom domains.
-func build(domain string, v *view) *table {
-	up := map[string][]skiff.Instance{}
-	for _, i := range v.instances {
-		if i.Proc == "web" && i.State == skiff.StateUp && i.Addr != "" {
-			up[i.App] = append(up[i.App], i)
-		}
+// lookup finds the app of a lower-case host: by exact name (custom domains
+// and APP.DOMAIN), then by the longest wildcard suffix. It allocates
+// nothing.
+func (t *table) lookup(host []byte) *appEntry {
+	if e := t.exact[string(host)]; e != nil {
+		return e
 	}
-	t := &table{hosts: make(map[string]*route, len(v.apps)+len(v.domains))}
-	routes := make(map[string]*route, len(v.apps))
-	for name, app := range v.apps {
-		insts := up[name]
-		var current []skiff.Instance
-		for _, i := range insts {
-			if i.Release == app.Current {
-				current = append(current, i)
+	if len(t.wildcard) == 0 {
+		return nil
+	}
+	for i := 0; i < len(host); i++ {
+		if host[i] == '.' {
+			if e := t.wildcard[string(host[i:])]; e != nil {
+				return e
 			}
 		}
-		if len(current) > 0 {
-			insts = current
+	}
+	return nil
+}
+
+// appEntry is an app's place in the table.
+type appEntry struct {
+	name  string
+	route atomic.Pointer[route]
+}
+
+// route is an app's backends at one moment.
+type route struct {
+	backends []*backend
+}
+
+// backend is one web instance as the router sends it requests.
+type backend struct {
+	id, addr string
+	// inflight counts the requests under way, for least-connections.
+	inflight atomic.Int64
+	// downUntil (unix nanoseconds) is set when a connection to the
+	// backend was refused: until then it gets no requests, if any other
+	// backend of its app may take them.
+	downUntil atomic.Int64
+	pool      connPool
+}
+
+// downFor is how long a backend that refused a connection is skipped.
+const downFor = 2 * time.Second
+
+func (b *backend) markDown(now int64) { b.downUntil.Store(now + int64(downFor)) }
+
+func (b *backend) up(now int64) bool { return b.downUntil.Load() <= now }
+
+// pick chooses a backend for a request: of two taken at random, the one
+// with fewer requests under way (the power of two choices), skipping
+// backends that are down and any in tried. It returns nil when every
+// backend was tried.
+func (rt *route) pick(now int64, tried []*backend) *backend {
+	bs := rt.backends
+	n := len(bs)
+	ok := func(b *backend) bool {
+		for _, t := range tried {
+			if t == b {
+				return false
+			}
 		}
-		sort.Slice(insts, func(a, b int) bool { return insts[a].ID < insts[b].ID })
-		rt := &route{app: name, backends: make([]backend, len(insts))}
-		for k, i := range insts {
-			rt.backends[k] = backend{addr: i.Addr, id: i.ID}
+		return true
+	}
+	if n == 1 {
+		if ok(bs[0]) {
+			return bs[0]
 		}
-		routes[name] = rt
-		t.hosts[skiff.AppHost(name, domain)] = rt
+		return nil
+	}
+	if len(tried) == 0 {
+		i := rand.IntN(n)
+		j := rand.IntN(n - 1)
+		if j >= i {
+			j++
+		}
+		a, b := bs[i], bs[j]
+		switch aUp, bUp := a.up(now), b.up(now); {
+		case aUp && bUp:
+			if b.inflight.Load() < a.inflight.Load() {
+				return b
+			}
+			return a
+		case aUp:
+			return a
+		case bUp:
+			return b
+		}
+	}
+	// Some were tried or found down: the least loaded of the rest that
+	// are up, else of the rest.
+	var best *backend
+	for _, b := range bs {
+		if !ok(b) {
+			continue
+		}
+		switch {
+		case best == nil:
+			best = b
+		case b.up(now) != best.up(now):
+			if b.up(now) {
+				best = b
+			}
+		case b.inflight.Load() < best.inflight.Load():
+			best = b
+		}
+	}
+	return best
+}
+
+// view is the part of the state the table is built from, kept by the
+// goroutine that follows the state.
+type view struct {
+	domain    string
+	apps      map[string]skiff.App
+	instances map[string]map[string]skiff.Instance // by app, then key
+	domains   map[string]skiff.Domain              // by hostname
+	entries   map[string]*appEntry                 // by app
+	backends  map[string]*backend                  // by instance ID
+}
+
+func newView(domain string) *view {
+	return &view{domain: domain, apps: map[string]skiff.App{}, instances: map[string]map[string]skiff.Instance{},
+		domains: map[string]skiff.Domain{}, entries: map[string]*appEntry{}, backends: map[string]*backend{}}
+}
+
+// batch is what a run of changes touched.
+type batch struct {
+	apps  map[string]bool // apps whose backends may have changed
+	hosts bool            // hostnames came or went
+}
+
+// apply records a change in the view.
+func (v *view) apply(c change, b *batch) {
+	switch c.bucket {
+	case skiff.BucketApps:
+		_, had := v.apps[c.key]
+		store.Apply(v.apps, c.key, c.deleted, c.value.(skiff.App))
+		if had == c.deleted {
+			b.hosts = true
+		}
+		b.apps[c.key] = true
+	case skiff.BucketInstances:
+		app, _, _ := strings.Cut(c.key, ".")
+		m := v.instances[app]
+		if m == nil {
+			m = map[string]skiff.Instance{}
+			v.instances[app] = m
+		}
+		store.Apply(m, c.key, c.deleted, c.value.(skiff.Instance))
+		if len(m) == 0 {
+			delete(v.instances, app)
+		}
+		b.apps[app] = true
+	case skiff.BucketDomains:
+		store.Apply(v.domains, c.key, c.deleted, c.value.(skiff.Domain))
+		b.hosts = true
+	}
+}
+
+// update brings the routes of the batch's apps up to date, and returns a
+// new table if hostnames changed (nil otherwise).
+func (v *view) update(b *batch) *table {
+	for app := range b.apps {
+		v.updateApp(app)
+	}
+	if !b.hosts {
+		return nil
+	}
+	t := &table{exact: make(map[string]*appEntry, len(v.entries)+len(v.domains)), wildcard: map[string]*appEntry{}}
+	for name, e := range v.entries {
+		t.exact[skiff.AppHost(name, v.domain)] = e
 	}
 	for host, d := range v.domains {
-		if rt := routes[d.App]; rt != nil {
-			t.hosts[host] = rt
+		e := v.entries[d.App]
+		if e == nil {
+			continue
+		}
+		if suffix, ok := strings.CutPrefix(host, "*"); ok {
+			t.wildcard[suffix] = e
+		} else {
+			t.exact[host] = e
 		}
 	}
 	return t
+}
+
+// updateApp makes the app's route from its web instances that are up: of
+// the current release when any of those is up, else of any release (so
+// that a switch of releases never leaves a gap while the watches catch
+// up). Backends of instances still up are kept; those of instances gone
+// are retired: they get no new requests, and their idle connections are
+// closed.
+func (v *view) updateApp(app string) {
+	a, ok := v.apps[app]
+	e := v.entries[app]
+	if !ok {
+		if e != nil {
+			v.retire(e.route.Load(), nil)
+			delete(v.entries, app)
+		}
+		return
+	}
+	if e == nil {
+		e = &appEntry{name: app}
+		e.route.Store(&route{})
+		v.entries[app] = e
+	}
+	var up, current []skiff.Instance
+	for _, i := range v.instances[app] {
+		if i.Proc == "web" && i.State == skiff.StateUp && i.Addr != "" {
+			up = append(up, i)
+			if i.Release == a.Current {
+				current = append(current, i)
+			}
+		}
+	}
+	if len(current) > 0 {
+		up = current
+	}
+	sort.Slice(up, func(x, y int) bool { return up[x].ID < up[y].ID })
+	next := &route{backends: make([]*backend, len(up))}
+	for k, i := range up {
+		b := v.backends[i.ID]
+		if b == nil || b.addr != i.Addr {
+			b = &backend{id: i.ID, addr: i.Addr}
+			v.backends[i.ID] = b
+		}
+		next.backends[k] = b
+	}
+	old := e.route.Swap(next)
+	v.retire(old, next)
+}
+
+// retire closes the idle connections of the backends of old that next no
+// longer has, and forgets them.
+func (v *view) retire(old, next *route) {
+	if old == nil {
+		return
+	}
+	for _, b := range old.backends {
+		kept := false
+		if next != nil {
+			for _, nb := range next.backends {
+				if nb == b {
+					kept = true
+					break
+				}
+			}
+		}
+		if !kept {
+			if v.backends[b.id] == b {
+				delete(v.backends, b.id)
+			}
+			b.pool.closeAll()
+		}
+	}
 }
 
 type change struct {
@@ -96,10 +317,10 @@ func forward[T any](ctx context.Context, b *store.Bucket[T], out chan<- change) 
 	return nil
 }
 
-// follow keeps the table in step with the state until ctx ends. It closes
+// follow keeps the routes in step with the state until ctx ends. It closes
 // synced once the first complete table is in place.
 func (r *Router) follow(ctx context.Context, synced chan<- struct{}) error {
-	changes := make(chan change, 1024)
+	changes := make(chan change, 4096)
 	for _, err := range []error{
 		forward(ctx, r.st.Apps, changes),
 		forward(ctx, r.st.Instances, changes),
@@ -109,52 +330,54 @@ func (r *Router) follow(ctx context.Context, synced chan<- struct{}) error {
 			return err
 		}
 	}
-	v := &view{apps: map[string]skiff.App{}, instances: map[string]skiff.Instance{}, domains: map[string]skiff.Domain{}}
+	v := newView(r.cfg.Domain)
 	const buckets = 3
-	n := 0
+	loaded := 0
+	b := &batch{apps: map[string]bool{}}
+	idle := time.NewTicker(idleCheck)
+	defer idle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			for _, be := range v.backends {
+				be.pool.closeAll()
+			}
 			return nil
+		case <-idle.C:
+			now := time.Now()
+			for _, be := range v.backends {
+				be.pool.closeIdle(now)
+			}
 		case c := <-changes:
-			// Take every change already queued, then rebuild once.
-			dirty := v.apply(c, &n)
+			// Take every change already queued, then update once.
 		drain:
 			for {
+				if c.synced {
+					loaded++
+				} else {
+					v.apply(c, b)
+				}
 				select {
-				case c := <-changes:
-					dirty = v.apply(c, &n) || dirty
+				case c = <-changes:
 				default:
 					break drain
 				}
 			}
-			if n < buckets {
+			if loaded < buckets {
 				continue
 			}
-			if dirty || n == buckets && synced != nil {
-				r.table.Store(build(r.cfg.Domain, v))
+			if synced != nil {
+				b.hosts = true // the first table
 			}
+			if t := v.update(b); t != nil {
+				r.table.Store(t)
+			}
+			clear(b.apps)
+			b.hosts = false
 			if synced != nil {
 				close(synced)
 				synced = nil
 			}
 		}
 	}
-}
-
-// apply records a change; it reports whether the view changed.
-func (v *view) apply(c change, synced *int) bool {
-	if c.synced {
-		*synced++
-		return false
-	}
-	switch c.bucket {
-	case skiff.BucketApps:
-		store.Apply(v.apps, c.key, c.deleted, c.value.(skiff.App))
-	case skiff.BucketInstances:
-		store.Apply(v.instances, c.key, c.deleted, c.value.(skiff.Instance))
-	case skiff.BucketDomains:
-		store.Apply(v.domains, c.key, c.deleted, c.value.(skiff.Domain))
-	}
-	return true
 }

@@ -1,0 +1,581 @@
+package router
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Timeouts of client connections.
+const (
+	headTimeout = 30 * time.Second  // to send a request's head once it has begun
+	keepIdle    = 120 * time.Second // between requests on one connection
+)
+
+// clientConn is a connection from a client, served one request at a time.
+type clientConn struct {
+	r      *Router
+	c      net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	req    head
+	resp   head
+	buf    []byte
+	ip     []byte // the client's address, for X-Forwarded-For
+	active atomic.Bool
+	tried   []*backend
+	hostLC  [256]byte
+	scratch [64]byte // for numbers and ids being written
+}
+
+var clientConns = sync.Pool{New: func() any {
+	return &clientConn{br: bufio.NewReaderSize(nil, bufSize), bw: bufio.NewWriterSize(nil, 4<<10), buf: make([]byte, 32<<10)}
+}}
+
+// serve serves the requests of a client connection until it closes, fails
+// or the router shuts down.
+func (r *Router) serve(c net.Conn) {
+	cc := clientConns.Get().(*clientConn)
+	cc.r, cc.c = r, c
+	cc.br.Reset(c)
+	cc.bw.Reset(c)
+	cc.ip = cc.ip[:0]
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		cc.ip = append(cc.ip, a.IP.String()...)
+	}
+	if !r.track(cc, true) {
+		c.Close()
+		return
+	}
+	defer func() {
+		r.track(cc, false)
+		c.Close()
+		cc.r, cc.c = nil, nil
+		cc.br.Reset(nil)
+		cc.bw.Reset(nil)
+		clientConns.Put(cc)
+	}()
+	for {
+		c.SetReadDeadline(time.Now().Add(keepIdle))
+		if _, err := cc.br.Peek(1); err != nil {
+			return // closed, idle too long, or the router is shutting down
+		}
+		cc.active.Store(true)
+		c.SetReadDeadline(time.Now().Add(headTimeout))
+		err := cc.req.parseRequest(cc.br)
+		c.SetReadDeadline(time.Time{})
+		if err != nil {
+			var he *httpError
+			if errors.As(err, &he) {
+				cc.reply(he.status, he.msg, true)
+			}
+			return
+		}
+		keep := cc.proxy() && !r.closing.Load()
+		cc.active.Store(false)
+		if !keep {
+			return
+		}
+	}
+}
+
+// reply answers the current request with a plain-text page of the
+// router's own, closing the connection after it if close is set.
+func (cc *clientConn) reply(status int, body string, close bool) {
+	w := cc.bw
+	w.WriteString("HTTP/1.1 ")
+	w.Write(strconv.AppendInt(cc.buf[:0], int64(status), 10))
+	w.WriteString(" ")
+	w.WriteString(statusText(status))
+	w.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
+	w.Write(strconv.AppendInt(cc.buf[:0], int64(len(body)), 10))
+	if status == 503 {
+		w.WriteString("\r\nRetry-After: 5")
+	}
+	if close {
+		w.WriteString("\r\nConnection: close")
+	}
+	w.WriteString("\r\n\r\n")
+	if !equalFold(cc.req.method, "head") {
+		w.WriteString(body)
+	}
+	w.Flush()
+}
+
+func statusText(status int) string {
+	switch status {
+	case 400:
+		return "Bad Request"
+	case 404:
+		return "Not Found"
+	case 431:
+		return "Request Header Fields Too Large"
+	case 502:
+		return "Bad Gateway"
+	case 503:
+		return "Service Unavailable"
+	case 505:
+		return "HTTP Version Not Supported"
+	}
+	return "Error"
+}
+
+// hasBody reports whether the request has a body to read.
+func (h *head) hasBody() bool { return h.chunked || h.contentLength > 0 }
+
+// proxy forwards the current request and its response; it reports whether
+// the connection may serve another request.
+func (cc *clientConn) proxy() bool {
+	req := &cc.req
+	host := cc.normalizeHost(req.host)
+	e := cc.r.table.Load().lookup(host)
+	// A request whose body is not read cannot be followed by another.
+	keep := !req.close && !req.hasBody()
+	if e == nil {
+		cc.reply(404, "No app is deployed at "+string(host)+".\n", !keep)
+		return keep
+	}
+	rt := e.route.Load()
+	if len(rt.backends) == 0 {
+		cc.reply(503, "App "+e.name+" has no running web process. See skiff ps -a "+e.name+".\n", !keep)
+		return keep
+	}
+	if req.expect100 && req.hasBody() {
+		// Answered here, not by the backend: the body is then on its way
+		// while a backend is chosen.
+		cc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		if cc.bw.Flush() != nil {
+			return false
+		}
+	}
+
+	cc.tried = cc.tried[:0]
+	now := time.Now().UnixNano()
+	for attempt := 0; ; attempt++ {
+		b := rt.pick(now, cc.tried)
+		if b == nil || attempt > len(rt.backends)+2 {
+			cc.reply(502, "App "+e.name+" did not answer the request.\n", !keep)
+			return keep
+		}
+		bc, reused, err := b.conn()
+		if err != nil {
+			// Refused or unreachable: nothing was sent; the backend is
+			// skipped for a while, and another one tried.
+			b.markDown(now)
+			cc.tried = append(cc.tried, b)
+			continue
+		}
+		b.inflight.Add(1)
+		result := cc.forward(bc)
+		b.inflight.Add(-1)
+		switch result {
+		case forwarded:
+			b.pool.put(bc)
+			return !req.close
+		case forwardedClose:
+			bc.Close()
+			return !req.close
+		case retry:
+			// The connection failed before any answer and nothing of the
+			// request's body was read: another connection may take it.
+			bc.Close()
+			if !reused {
+				cc.tried = append(cc.tried, b)
+			}
+			continue
+		case failedBeforeAnswer:
+			bc.Close()
+			cc.reply(502, "App "+e.name+" did not answer the request.\n", true)
+			return false
+		default: // failedAfterAnswer, or the client went away
+			bc.Close()
+			return false
+		}
+	}
+}
+
+type outcome int
+
+const (
+	forwarded          outcome = iota // done; the backend connection may be reused
+	forwardedClose                    // done; the backend connection must close
+	retry                             // nothing was answered nor read: try again
+	failedBeforeAnswer                // the client may still get an error page
+	failedAfterAnswer                 // the client's connection must close
+	upgraded                          // the connection was tunnelled and is over
+)
+
+// idempotent methods may be sent again after a connection failure.
+func idempotent(method []byte) bool {
+	switch string(method) {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
+}
+
+// forward sends the request to bc and its response to the client.
+func (cc *clientConn) forward(bc *backendConn) outcome {
+	req, resp := &cc.req, &cc.resp
+	cc.writeRequestHead(bc.bw)
+	var err error
+	switch {
+	case req.chunked:
+		err = copyChunked(bc.bw, cc.br, cc.buf, false, nil)
+	case req.contentLength > 0:
+		err = copyN(bc.bw, cc.br, req.contentLength, cc.buf, nil)
+	}
+	if err == nil {
+		err = bc.bw.Flush()
+	}
+	if err != nil {
+		var he *httpError
+		if errors.As(err, &he) {
+			cc.reply(he.status, he.msg, true)
+			return failedAfterAnswer
+		}
+		if !req.hasBody() {
+			return retry
+		}
+		return failedBeforeAnswer
+	}
+	for {
+		err = resp.parseResponse(bc.br)
+		if err != nil {
+			if !req.hasBody() && idempotent(req.method) && isConnFailure(err) {
+				return retry
+			}
+			return failedBeforeAnswer
+		}
+		if resp.status == 101 && req.upgrade {
+			cc.tunnel(bc)
+			return upgraded
+		}
+		if resp.status >= 100 && resp.status < 200 {
+			continue // 100 Continue was answered already; others are dropped
+		}
+		break
+	}
+	return cc.writeResponse(bc)
+}
+
+// isConnFailure reports whether err is a connection ending or failing,
+// rather than a malformed answer.
+func isConnFailure(err error) bool {
+	var he *httpError
+	return !errors.As(err, &he)
+}
+
+// hop-by-hop fields are the connection's own: not forwarded.
+func hopByHop(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return equalFold(name, "te")
+	case 7:
+		return equalFold(name, "upgrade") || equalFold(name, "trailer")
+	case 10:
+		return equalFold(name, "connection") || equalFold(name, "keep-alive")
+	case 16:
+		return equalFold(name, "proxy-connection")
+	case 17:
+		return equalFold(name, "transfer-encoding")
+	}
+	return false
+}
+
+// namedInConnection reports whether name is listed in the head's
+// Connection fields (so is hop-by-hop too).
+func (h *head) namedInConnection(name []byte) bool {
+	for _, f := range h.fields {
+		if !equalFold(f.name, "connection") {
+			continue
+		}
+		found := false
+		eachToken(f.value, func(tok []byte) {
+			if !found && len(tok) == len(name) && equalFoldBytes(tok, name) {
+				found = true
+			}
+		})
+		if found {
+			return true
+		}
+	}
+	return false
+}
+
+func equalFoldBytes(a, b []byte) bool {
+	for i := range a {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// writeRequestHead writes the request's head for a backend: its fields
+// without the hop-by-hop ones and those the router sets, then the
+// router's (X-Forwarded-*, X-Request-Id, X-Request-Start) and the framing.
+func (cc *clientConn) writeRequestHead(w *bufio.Writer) {
+	req := &cc.req
+	w.Write(req.method)
+	w.WriteByte(' ')
+	w.Write(req.target)
+	w.WriteString(" HTTP/1.1\r\n")
+	var xff, rid []byte
+	for _, f := range req.fields {
+		n := f.name
+		if hopByHop(n) || req.connOther && req.namedInConnection(n) {
+			if !(req.upgrade && equalFold(n, "upgrade")) {
+				continue
+			}
+		}
+		switch {
+		case equalFold(n, "x-forwarded-for"):
+			if len(xff) == 0 {
+				xff = f.value
+			} else {
+				// Several fields: joined, in a scratch slice of the buffer.
+				xff = append(append(append(cc.buf[:0:0], xff...), ", "...), f.value...)
+			}
+			continue
+		case equalFold(n, "x-request-id"):
+			rid = f.value
+			continue
+		case equalFold(n, "expect"), equalFold(n, "x-forwarded-proto"), equalFold(n, "x-forwarded-host"),
+			equalFold(n, "x-forwarded-port"), equalFold(n, "x-request-start"):
+			continue
+		}
+		w.Write(n)
+		w.WriteString(": ")
+		w.Write(f.value)
+		w.WriteString("\r\n")
+	}
+	w.WriteString("X-Forwarded-For: ")
+	if len(xff) > 0 {
+		w.Write(xff)
+		w.WriteString(", ")
+	}
+	w.Write(cc.ip)
+	w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: ")
+	w.WriteString(cc.r.port)
+	w.WriteString("\r\nX-Forwarded-Host: ")
+	w.Write(req.host)
+	w.WriteString("\r\nX-Request-Id: ")
+	if validRequestID(rid) {
+		w.Write(rid)
+	} else {
+		w.Write(newRequestID(cc.scratch[:0]))
+	}
+	w.WriteString("\r\nX-Request-Start: t=")
+	w.Write(strconv.AppendInt(cc.scratch[:0], time.Now().UnixMilli(), 10))
+	w.WriteString("\r\n")
+	if req.upgrade {
+		w.WriteString("Connection: Upgrade\r\n")
+	}
+	if req.chunked {
+		w.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	w.WriteString("\r\n")
+}
+
+// validRequestID reports whether a client's X-Request-Id may be kept:
+// 20 to 200 characters of letters, digits and +/=_.-
+func validRequestID(id []byte) bool {
+	if len(id) < 20 || len(id) > 200 {
+		return false
+	}
+	for _, c := range id {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '=' ||
+			c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// newRequestID appends a random version 4 UUID to b.
+func newRequestID(b []byte) []byte {
+	const hexDigits = "0123456789abcdef"
+	x, y := rand.Uint64(), rand.Uint64()
+	x = x&^(0xf<<12) | 0x4<<12 // version 4
+	y = y&^(0x3<<62) | 0x2<<62 // variant 10
+	for i := 0; i < 16; i++ {
+		var v byte
+		if i < 8 {
+			v = byte(x >> (56 - 8*i))
+		} else {
+			v = byte(y >> (56 - 8*(i-8)))
+		}
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b = append(b, '-')
+		}
+		b = append(b, hexDigits[v>>4], hexDigits[v&0xf])
+	}
+	return b
+}
+
+// writeResponse sends the backend's response to the client.
+func (cc *clientConn) writeResponse(bc *backendConn) outcome {
+	req, resp := &cc.req, &cc.resp
+	w := cc.bw
+	bodyless := equalFold(req.method, "head") || resp.status == 204 || resp.status == 304
+	// A body delimited by the backend closing its connection can only be
+	// passed on the same way to the client.
+	untilClose := !bodyless && !resp.chunked && resp.contentLength < 0
+	dechunk := resp.chunked && req.minor == 0 // an HTTP/1.0 client cannot read chunks
+	closeClient := req.close || untilClose || dechunk
+
+	w.WriteString("HTTP/1.1 ")
+	w.Write(strconv.AppendInt(cc.buf[:0], int64(resp.status), 10))
+	w.WriteByte(' ')
+	w.Write(resp.reason)
+	w.WriteString("\r\n")
+	for _, f := range resp.fields {
+		if hopByHop(f.name) || resp.connOther && resp.namedInConnection(f.name) {
+			continue
+		}
+		w.Write(f.name)
+		w.WriteString(": ")
+		w.Write(f.value)
+		w.WriteString("\r\n")
+	}
+	if resp.chunked && !bodyless && !dechunk {
+		w.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if closeClient {
+		w.WriteString("Connection: close\r\n")
+	} else if req.minor == 0 {
+		w.WriteString("Connection: keep-alive\r\n")
+	}
+	w.WriteString("\r\n")
+
+	flush := w.Flush
+	var err error
+	switch {
+	case bodyless:
+	case resp.chunked:
+		err = copyChunked(w, bc.br, cc.buf, dechunk, flush)
+	case resp.contentLength >= 0:
+		err = copyN(w, bc.br, resp.contentLength, cc.buf, flush)
+	default:
+		err = copyUntilEOF(w, bc.br, cc.buf, flush)
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	switch {
+	case err != nil:
+		return failedAfterAnswer
+	case closeClient:
+		req.close = true
+		return forwardedClose
+	case resp.close:
+		return forwardedClose
+	}
+	return forwarded
+}
+
+// copyUntilEOF copies br to w until br's connection ends.
+func copyUntilEOF(w *bufio.Writer, br *bufio.Reader, buf []byte, flush func() error) error {
+	for {
+		n, err := br.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if br.Buffered() == 0 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// tunnel passes a switched protocol (a WebSocket) both ways until either
+// side ends it.
+func (cc *clientConn) tunnel(bc *backendConn) {
+	w := cc.bw
+	resp := &cc.resp
+	w.WriteString("HTTP/1.1 101 ")
+	w.Write(resp.reason)
+	w.WriteString("\r\n")
+	for _, f := range resp.fields {
+		w.Write(f.name)
+		w.WriteString(": ")
+		w.Write(f.value)
+		w.WriteString("\r\n")
+	}
+	w.WriteString("\r\n")
+	if w.Flush() != nil {
+		return
+	}
+	cc.req.close = true
+	done := make(chan struct{})
+	go func() {
+		io.Copy(bc.Conn, cc.br) // what the client already sent comes first
+		if tc, ok := bc.Conn.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+		close(done)
+	}()
+	io.Copy(cc.c, bc.br)
+	if tc, ok := cc.c.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	<-done
+}
+
+// normalizeHost lower-cases host and strips its port and a trailing dot,
+// into the connection's scratch array.
+func (cc *clientConn) normalizeHost(host []byte) []byte {
+	if i := lastColon(host); i >= 0 {
+		host = host[:i]
+	}
+	if n := len(host); n > 0 && host[n-1] == '.' {
+		host = host[:n-1]
+	}
+	if len(host) > len(cc.hostLC) {
+		host = host[:len(cc.hostLC)]
+	}
+	out := cc.hostLC[:len(host)]
+	for i, c := range host {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out[i] = c
+	}
+	return out
+}
+
+// lastColon finds the colon before a port, not inside an IPv6 literal.
+func lastColon(host []byte) int {
+	for i := len(host) - 1; i >= 0; i-- {
+		switch host[i] {
+		case ':':
+			return i
+		case ']':
+			return -1
+		}
+	}
+	return -1
+}

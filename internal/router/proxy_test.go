@@ -1,0 +1,311 @@
+package router
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/skiff-paas/skiff/internal/skiff"
+)
+
+// echo starts a backend that answers with what it received: method,
+// target, headers and body.
+func echo(t *testing.T) (addr string, requests *atomic.Int64) {
+	requests = &atomic.Int64{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s len=%d body=%s\n", r.Method, r.RequestURI, len(body), body)
+		for _, k := range []string{"Connection", "Keep-Alive", "X-Hop", "X-Forwarded-For", "X-Request-Id", "Te", "Expect"} {
+			fmt.Fprintf(w, "%s=%q\n", k, r.Header.Values(k))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://"), requests
+}
+
+// raw sends bytes to the router on a fresh connection and returns what
+// came back until the router closed it or went quiet.
+func (e *env) raw(data string) string {
+	e.t.Helper()
+	c, err := net.Dial("tcp", e.r.Addr())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte(data))
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	out, _ := io.ReadAll(c)
+	return string(out)
+}
+
+// route routes app to addr, and waits until path answers through it.
+func (e *env) route(t *testing.T, app, addr, path string) {
+	e.app(app, 1)
+	e.instance(app, app+"-1", 1, skiff.StateUp, addr)
+	eventually(t, func() bool { code, _ := e.get(app+".apps.test", path); return code != 404 && code != 503 })
+}
+
+// TestSmugglingIsRefused: every request head that two parties could read
+// differently gets a 400 (or 431) and a closed connection, and never
+// reaches the backend.
+func TestSmugglingIsRefused(t *testing.T) {
+	e := start(t)
+	addr, requests := echo(t)
+	e.route(t, "shop", addr, "/")
+	before := requests.Load()
+	const h = "Host: shop.apps.test\r\n"
+	for _, tc := range []struct{ name, req, status string }{
+		{"CL and TE", "POST / HTTP/1.1\r\n" + h + "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"TE and CL", "POST / HTTP/1.1\r\n" + h + "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n", "400"},
+		{"differing CLs", "POST / HTTP/1.1\r\n" + h + "Content-Length: 4\r\nContent-Length: 5\r\n\r\nabcde", "400"},
+		{"CL list", "POST / HTTP/1.1\r\n" + h + "Content-Length: 4, 5\r\n\r\nabcde", "400"},
+		{"signed CL", "POST / HTTP/1.1\r\n" + h + "Content-Length: +4\r\n\r\nabcd", "400"},
+		{"unknown coding", "POST / HTTP/1.1\r\n" + h + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"chunked twice", "POST / HTTP/1.1\r\n" + h + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"TE in HTTP/1.0", "POST / HTTP/1.0\r\n" + h + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"TE with a space before the colon", "POST / HTTP/1.1\r\n" + h + "Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"obsolete folding", "GET / HTTP/1.1\r\n" + h + "X-A: 1\r\n  continued\r\n\r\n", "400"},
+		{"bare CR", "GET / HTTP/1.1\r\n" + h + "X-A: 1\rX-B: 2\r\n\r\n", "400"},
+		{"NUL in a value", "GET / HTTP/1.1\r\n" + h + "X-A: a\x00b\r\n\r\n", "400"},
+		{"two Hosts", "GET / HTTP/1.1\r\n" + h + h + "\r\n", "400"},
+		{"no Host", "GET / HTTP/1.1\r\n\r\n", "400"},
+		{"bad chunk size", "POST / HTTP/1.1\r\n" + h + "Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", "400"},
+		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "505"},
+		{"oversized head", "GET / HTTP/1.1\r\n" + h + strings.Repeat("X-Big: "+strings.Repeat("a", 8000)+"\r\n", 10) + "\r\n", "431"},
+		{"oversized line", "GET / HTTP/1.1\r\n" + h + "X-Big: " + strings.Repeat("a", 20000) + "\r\n\r\n", "431"},
+	} {
+		out := e.raw(tc.req + "GET / HTTP/1.1\r\n" + h + "\r\n")
+		if !strings.HasPrefix(out, "HTTP/1.1 "+tc.status+" ") || !strings.Contains(out, "Connection: close") ||
+			strings.Contains(out, "HTTP/1.1 200") {
+			t.Errorf("%s: got %q", tc.name, out)
+		}
+	}
+	if n := requests.Load() - before; n != 0 {
+		t.Errorf("%d refused requests reached the backend", n)
+	}
+}
+
+// TestForwarding: bodies in both framings, keep-alive, hop-by-hop fields
+// stripped, the router's fields set, HEAD and HTTP/1.0.
+func TestForwarding(t *testing.T) {
+	e := start(t)
+	addr, requests := echo(t)
+	e.route(t, "shop", addr, "/")
+	const h = "Host: shop.apps.test\r\n"
+	out := e.raw("POST /a?b=1 HTTP/1.1\r\n" + h + "Content-Length: 5\r\nConnection: X-Hop\r\nX-Hop: secret\r\nKeep-Alive: 5\r\nTE: trailers\r\n" +
+		"X-Forwarded-For: 10.0.0.1\r\nX-Request-Id: abcdefghijklmnopqrstuvwxyz\r\n\r\nhello" +
+		"POST /c HTTP/1.1\r\n" + h + "Transfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n" +
+		"HEAD / HTTP/1.1\r\n" + h + "Connection: close\r\n\r\n")
+	for _, want := range []string{"POST /a?b=1 len=5 body=hello", `Connection=[]`, `Keep-Alive=[]`, `X-Hop=[]`, `Te=[]`,
+		`X-Forwarded-For=["10.0.0.1, 127.0.0.1"]`, `X-Request-Id=["abcdefghijklmnopqrstuvwxyz"]`, "POST /c len=5 body=abcde"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "HTTP/1.1 200 OK"); n != 3 {
+		t.Errorf("%d answers on one connection, want 3:\n%s", n, out)
+	}
+	if requests.Load() != 3+1 { // and one while waiting for the route
+		t.Errorf("%d requests reached the backend", requests.Load())
+	}
+	// HTTP/1.0: the connection closes after the answer.
+	out = e.raw("GET /old HTTP/1.0\r\n" + h + "\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 200 OK") || !strings.Contains(out, "GET /old len=0") || !strings.Contains(out, "Connection: close") {
+		t.Errorf("HTTP/1.0: %q", out)
+	}
+	// A request id that is not well-formed is replaced.
+	_, body := e.get("shop.apps.test", "/", "X-Request-Id", "bad id")
+	if !strings.Contains(body, `X-Request-Id=["`) || strings.Contains(body, "bad id") {
+		t.Errorf("request id: %s", body)
+	}
+}
+
+// TestStreams: a streamed response reaches the client as it is written;
+// a large upload passes through without being held whole.
+func TestStreams(t *testing.T) {
+	e := start(t)
+	next := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/upload" {
+			n, _ := io.Copy(io.Discard, r.Body)
+			fmt.Fprintf(w, "got %d", n)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; i < 3; i++ {
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			w.(http.Flusher).Flush()
+			<-next
+		}
+	}))
+	defer srv.Close()
+	e.route(t, "events", strings.TrimPrefix(srv.URL, "http://"), "/upload")
+
+	req, _ := http.NewRequest("GET", "http://"+e.r.Addr()+"/events", nil)
+	req.Host = "events.apps.test"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	for i := 0; i < 3; i++ {
+		line, err := br.ReadString('\n')
+		if err != nil || line != fmt.Sprintf("data: %d\n", i) {
+			t.Fatalf("event %d: %q %v", i, line, err)
+		}
+		br.ReadString('\n')
+		next <- struct{}{}
+	}
+
+	// 64 MiB, generated as it is sent.
+	const size = 64 << 20
+	up, _ := http.NewRequest("POST", "http://"+e.r.Addr()+"/upload", io.LimitReader(zeros{}, size))
+	up.Host = "events.apps.test"
+	up.ContentLength = size
+	resp, err = http.DefaultClient.Do(up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != fmt.Sprintf("got %d", size) {
+		t.Fatalf("upload: %s", b)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestUpgrade: a WebSocket-style upgrade is tunnelled both ways.
+func TestUpgrade(t *testing.T) {
+	e := start(t)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				if req.Header.Get("Upgrade") != "echo" {
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+				io.Copy(c, br)
+			}()
+		}
+	}()
+	e.route(t, "ws", l.Addr().String(), "/")
+	c, err := net.Dial("tcp", e.r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /socket HTTP/1.1\r\nHost: ws.apps.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nfirst ")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 || resp.Header.Get("Upgrade") != "echo" {
+		t.Fatalf("upgrade: %v %+v", err, resp)
+	}
+	io.WriteString(c, "second")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, len("first second"))
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "first second" {
+		t.Fatalf("echoed %q, %v", got, err)
+	}
+}
+
+// TestRetriesAStaleConnection: a backend that closed its idle keep-alive
+// connection does not fail the next idempotent request.
+func TestRetriesAStaleConnection(t *testing.T) {
+	e := start(t)
+	var conns atomic.Int64
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				// One request per connection, then close without saying so.
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	e.route(t, "flaky", l.Addr().String(), "/")
+	for i := 0; i < 5; i++ {
+		if code, body := e.get("flaky.apps.test", "/"); code != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q", i, code, body)
+		}
+	}
+}
+
+// TestShutdownFinishesRequests: a request under way when the router
+// stops is answered.
+func TestShutdownFinishesRequests(t *testing.T) {
+	e := start(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(500 * time.Millisecond)
+		io.WriteString(w, "finished")
+	}))
+	defer srv.Close()
+	e.route(t, "slow", strings.TrimPrefix(srv.URL, "http://"), "/")
+	r2, err := New(Config{Addr: "127.0.0.1:0", Domain: "apps.test"}, e.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r2.Run(ctx) }()
+	eventually(t, r2.Ready)
+	got := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", "http://"+r2.Addr()+"/", nil)
+		req.Host = "slow.apps.test"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- string(b)
+	}()
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	if body := <-got; body != "finished" {
+		t.Errorf("the request under way got %q", body)
+	}
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+	if _, err := net.DialTimeout("tcp", r2.Addr(), time.Second); err == nil {
+		t.Error("the router still accepts after it stopped")
+	}
+}
+
