@@ -20,15 +20,15 @@ const (
 
 // clientConn is a connection from a client, served one request at a time.
 type clientConn struct {
-	r      *Router
-	c      net.Conn
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	req    head
-	resp   head
-	buf    []byte
-	ip     []byte // the client's address, for X-Forwarded-For
-	active atomic.Bool
+	r       *Router
+	c       net.Conn
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	req     head
+	resp    head
+	buf     []byte
+	ip      []byte // the client's address, for X-Forwarded-For
+	active  atomic.Bool
 	tried   []*backend
 	hostLC  [256]byte
 	scratch [64]byte // for numbers and ids being written

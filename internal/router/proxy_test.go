@@ -308,4 +308,3 @@ func TestShutdownFinishesRequests(t *testing.T) {
 		t.Error("the router still accepts after it stopped")
 	}
 }
-
