@@ -166,7 +166,7 @@ func (a *API) destroy(ctx context.Context, name string) error {
 		return err
 	}
 	for _, d := range domains {
-		if err := a.st.Domains.Delete(ctx, d.Hostname); err != nil {
+		if err := a.st.Domains.Delete(ctx, skiff.DomainKey(d.Hostname)); err != nil {
 			return err
 		}
 	}

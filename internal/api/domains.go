@@ -60,8 +60,8 @@ func (a *API) addDomain(w http.ResponseWriter, r *http.Request, tok skiff.Token)
 		return
 	}
 	d := skiff.Domain{Hostname: host, App: app.Name, CreatedAt: time.Now().UTC()}
-	if _, err := a.st.Domains.Create(r.Context(), host, d); errors.Is(err, skiff.ErrConflict) {
-		owner, _, _ := a.st.Domains.Get(r.Context(), host)
+	if _, err := a.st.Domains.Create(r.Context(), skiff.DomainKey(host), d); errors.Is(err, skiff.ErrConflict) {
+		owner, _, _ := a.st.Domains.Get(r.Context(), skiff.DomainKey(host))
 		if owner.App == app.Name {
 			writeError(w, skiff.Errorf(skiff.KindConflict, "skiff domains -a "+app.Name+" lists its domains", "%s is already a domain of %s", host, app.Name))
 		} else {
@@ -87,13 +87,13 @@ func (a *API) removeDomain(w http.ResponseWriter, r *http.Request, tok skiff.Tok
 		writeError(w, err)
 		return
 	}
-	d, rev, err := a.st.Domains.Get(r.Context(), host)
+	d, rev, err := a.st.Domains.Get(r.Context(), skiff.DomainKey(host))
 	if errors.Is(err, skiff.ErrNotFound) || err == nil && d.App != app.Name {
 		writeError(w, skiff.Errorf(skiff.KindNotFound, "skiff domains -a "+app.Name+" lists its domains", "%s is not a domain of %s", host, app.Name))
 		return
 	}
 	if err == nil {
-		err = a.st.Domains.DeleteAt(r.Context(), host, rev)
+		err = a.st.Domains.DeleteAt(r.Context(), skiff.DomainKey(host), rev)
 	}
 	if err != nil {
 		writeError(w, err)

@@ -224,9 +224,9 @@ func TestBuildTable(t *testing.T) {
 		{bucket: skiff.BucketInstances, key: "a.2", value: skiff.Instance{ID: "2", App: "a", Proc: "web", Release: 2, State: skiff.StateUp, Addr: "h:2"}},
 		{bucket: skiff.BucketInstances, key: "a.3", value: skiff.Instance{ID: "3", App: "a", Proc: "worker", Release: 2, State: skiff.StateUp, Addr: "h:3"}},
 		{bucket: skiff.BucketInstances, key: "a.4", value: skiff.Instance{ID: "4", App: "a", Proc: "web", Release: 2, State: skiff.StateStopping, Addr: "h:4"}},
-		{bucket: skiff.BucketDomains, key: "a.example.com", value: skiff.Domain{App: "a"}},
-		{bucket: skiff.BucketDomains, key: "*.a.example.org", value: skiff.Domain{App: "a"}},
-		{bucket: skiff.BucketDomains, key: "orphan.example.com", value: skiff.Domain{App: "gone"}},
+		{bucket: skiff.BucketDomains, key: "a.example.com", value: skiff.Domain{Hostname: "a.example.com", App: "a"}},
+		{bucket: skiff.BucketDomains, key: "_.a.example.org", value: skiff.Domain{Hostname: "*.a.example.org", App: "a"}},
+		{bucket: skiff.BucketDomains, key: "orphan.example.com", value: skiff.Domain{Hostname: "orphan.example.com", App: "gone"}},
 	} {
 		v.apply(c, b)
 	}
@@ -263,7 +263,7 @@ func TestLookupAllocatesNothing(t *testing.T) {
 		name := fmt.Sprintf("app%d", i)
 		v.apply(change{bucket: skiff.BucketApps, key: name, value: skiff.App{Name: name}}, b)
 	}
-	v.apply(change{bucket: skiff.BucketDomains, key: "*.wild.example", value: skiff.Domain{App: "app7"}}, b)
+	v.apply(change{bucket: skiff.BucketDomains, key: "_.wild.example", value: skiff.Domain{Hostname: "*.wild.example", App: "app7"}}, b)
 	tab := v.update(b)
 	hosts := [][]byte{[]byte("app500.apps.test"), []byte("a.b.wild.example"), []byte("nowhere.example")}
 	if n := testing.AllocsPerRun(1000, func() {

@@ -149,7 +149,7 @@ type view struct {
 	domain    string
 	apps      map[string]skiff.App
 	instances map[string]map[string]skiff.Instance // by app, then key
-	domains   map[string]skiff.Domain              // by hostname
+	domains   map[string]skiff.Domain              // by key (skiff.DomainKey)
 	entries   map[string]*appEntry                 // by app
 	backends  map[string]*backend                  // by instance ID
 }
@@ -206,11 +206,12 @@ func (v *view) update(b *batch) *table {
 	for name, e := range v.entries {
 		t.exact[skiff.AppHost(name, v.domain)] = e
 	}
-	for host, d := range v.domains {
+	for _, d := range v.domains {
 		e := v.entries[d.App]
 		if e == nil {
 			continue
 		}
+		host := d.Hostname
 		if suffix, ok := strings.CutPrefix(host, "*"); ok {
 			t.wildcard[suffix] = e
 		} else {

@@ -103,14 +103,18 @@ func ValidateConfigKey(key string) error {
 var hostLabelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // NormalizeHostname lower-cases host and checks that it is a DNS name of at
-// least two labels. It returns the normalised name.
+// least two labels, or a wildcard (*.example.com) over one of those. It
+// returns the normalised name.
 func NormalizeHostname(host string) (string, error) {
 	h := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(host)), ".")
-	hint := "give a hostname such as www.example.com, without scheme, port or path"
+	hint := "give a hostname such as www.example.com (or *.example.com for every name under it), without scheme, port or path"
 	if h == "" || len(h) > 253 || strings.ContainsAny(h, ":/ ") {
 		return "", Errorf(KindInvalid, hint, "invalid hostname %q", host)
 	}
 	labels := strings.Split(h, ".")
+	if labels[0] == "*" {
+		labels = labels[1:]
+	}
 	if len(labels) < 2 {
 		return "", Errorf(KindInvalid, hint, "hostname %q needs at least two labels", host)
 	}
@@ -120,6 +124,16 @@ func NormalizeHostname(host string) (string, error) {
 		}
 	}
 	return h, nil
+}
+
+// DomainKey is the key of a hostname in the domains bucket, whose keys
+// cannot hold "*": a wildcard's is "_" in its place, which no hostname
+// label starts with.
+func DomainKey(host string) string {
+	if rest, ok := strings.CutPrefix(host, "*"); ok {
+		return "_" + rest
+	}
+	return host
 }
 
 // AppHost is the hostname an app answers at under the platform domain.

@@ -39,7 +39,10 @@ func TestNormalizeHostname(t *testing.T) {
 	if h, err := NormalizeHostname(" WWW.Example.com. "); err != nil || h != "www.example.com" {
 		t.Fatalf("got %q, %v", h, err)
 	}
-	for _, h := range []string{"localhost", "http://x.com", "x.com:80", "-a.com", "a..com"} {
+	if h, err := NormalizeHostname("*.Example.com"); err != nil || h != "*.example.com" || DomainKey(h) != "_.example.com" {
+		t.Fatalf("wildcard: got %q, %v", h, err)
+	}
+	for _, h := range []string{"localhost", "http://x.com", "x.com:80", "-a.com", "a..com", "*.com", "a.*.com", "**.x.com", "*"} {
 		if _, err := NormalizeHostname(h); err == nil {
 			t.Errorf("NormalizeHostname(%q) accepted", h)
 		}
