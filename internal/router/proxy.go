@@ -31,7 +31,21 @@ type clientConn struct {
 	active  atomic.Bool
 	tried   []*backend
 	hostLC  [256]byte
-	scratch [64]byte // for numbers and ids being written
+	scratch [64]byte // for numbers being written
+	out     countingConn
+	entry   accessEntry // the current request's access log entry
+}
+
+// countingConn counts the bytes written to a client, for the access log.
+type countingConn struct {
+	net.Conn
+	n int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 var clientConns = sync.Pool{New: func() any {
@@ -43,8 +57,9 @@ var clientConns = sync.Pool{New: func() any {
 func (r *Router) serve(c net.Conn) {
 	cc := clientConns.Get().(*clientConn)
 	cc.r, cc.c = r, c
+	cc.out.Conn = c
 	cc.br.Reset(c)
-	cc.bw.Reset(c)
+	cc.bw.Reset(&cc.out)
 	cc.ip = cc.ip[:0]
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		cc.ip = append(cc.ip, a.IP.String()...)
@@ -56,7 +71,7 @@ func (r *Router) serve(c net.Conn) {
 	defer func() {
 		r.track(cc, false)
 		c.Close()
-		cc.r, cc.c = nil, nil
+		cc.r, cc.c, cc.out.Conn = nil, nil, nil
 		cc.br.Reset(nil)
 		cc.bw.Reset(nil)
 		clientConns.Put(cc)
@@ -88,6 +103,7 @@ func (r *Router) serve(c net.Conn) {
 // reply answers the current request with a plain-text page of the
 // router's own, closing the connection after it if close is set.
 func (cc *clientConn) reply(status int, body string, close bool) {
+	cc.entry.status = status
 	w := cc.bw
 	w.WriteString("HTTP/1.1 ")
 	w.Write(strconv.AppendInt(cc.buf[:0], int64(status), 10))
@@ -141,6 +157,10 @@ func (cc *clientConn) proxy() bool {
 		cc.reply(404, "No app is deployed at "+string(host)+".\n", !keep)
 		return keep
 	}
+	cc.startEntry(e.name, host)
+	defer cc.r.logAccess(&cc.entry)
+	sent := cc.out.n
+	defer func() { cc.entry.bytes = cc.out.n - sent }()
 	rt := e.route.Load()
 	if len(rt.backends) == 0 {
 		cc.reply(503, "App "+e.name+" has no running web process. See skiff ps -a "+e.name+".\n", !keep)
@@ -163,7 +183,9 @@ func (cc *clientConn) proxy() bool {
 			cc.reply(502, "App "+e.name+" did not answer the request.\n", !keep)
 			return keep
 		}
+		began := time.Now()
 		bc, reused, err := b.conn()
+		cc.entry.connect += time.Since(began)
 		if err != nil {
 			// Refused or unreachable: nothing was sent; the backend is
 			// skipped for a while, and another one tried.
@@ -172,7 +194,10 @@ func (cc *clientConn) proxy() bool {
 			continue
 		}
 		b.inflight.Add(1)
+		cc.entry.dyno = b.name
+		began = time.Now()
 		result := cc.forward(bc)
+		cc.entry.service += time.Since(began)
 		b.inflight.Add(-1)
 		switch result {
 		case forwarded:
@@ -374,11 +399,14 @@ func (cc *clientConn) writeRequestHead(w *bufio.Writer) {
 	w.WriteString("\r\nX-Forwarded-Host: ")
 	w.Write(req.host)
 	w.WriteString("\r\nX-Request-Id: ")
-	if validRequestID(rid) {
-		w.Write(rid)
-	} else {
-		w.Write(newRequestID(cc.scratch[:0]))
+	// The same id on every attempt of the request.
+	if cc.entry.rid.n == 0 {
+		if !validRequestID(rid) {
+			rid = newRequestID(cc.scratch[:0])
+		}
+		cc.entry.put(&cc.entry.rid, rid, 200)
 	}
+	w.Write(cc.entry.get(cc.entry.rid))
 	w.WriteString("\r\nX-Request-Start: t=")
 	w.Write(strconv.AppendInt(cc.scratch[:0], time.Now().UnixMilli(), 10))
 	w.WriteString("\r\n")
@@ -438,6 +466,7 @@ func (cc *clientConn) writeResponse(bc *backendConn) outcome {
 	dechunk := resp.chunked && req.minor == 0 // an HTTP/1.0 client cannot read chunks
 	closeClient := req.close || untilClose || dechunk
 
+	cc.entry.status = resp.status
 	w.WriteString("HTTP/1.1 ")
 	w.Write(strconv.AppendInt(cc.buf[:0], int64(resp.status), 10))
 	w.WriteByte(' ')
@@ -514,6 +543,7 @@ func copyUntilEOF(w *bufio.Writer, br *bufio.Reader, buf []byte, flush func() er
 // tunnel passes a switched protocol (a WebSocket) both ways until either
 // side ends it.
 func (cc *clientConn) tunnel(bc *backendConn) {
+	cc.entry.status = 101
 	w := cc.bw
 	resp := &cc.resp
 	w.WriteString("HTTP/1.1 101 ")
@@ -543,6 +573,17 @@ func (cc *clientConn) tunnel(bc *backendConn) {
 		tc.CloseWrite()
 	}
 	<-done
+}
+
+// startEntry begins the access log entry of the current request.
+func (cc *clientConn) startEntry(app string, host []byte) {
+	e := &cc.entry
+	e.app, e.dyno, e.status, e.bytes, e.connect, e.service, e.used = app, "", 0, 0, 0, 0, 0
+	e.rid = span{}
+	e.put(&e.method, cc.req.method, 16)
+	e.put(&e.fwd, cc.ip, 46)
+	e.put(&e.host, host, 100)
+	e.put(&e.path, cc.req.target, 128)
 }
 
 // normalizeHost lower-cases host and strips its port and a trailing dot,

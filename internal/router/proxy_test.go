@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiff-paas/skiff/internal/bus/bustest"
 	"github.com/skiff-paas/skiff/internal/skiff"
+	"github.com/skiff-paas/skiff/internal/store"
 )
 
 // echo starts a backend that answers with what it received: method,
@@ -306,5 +308,42 @@ func TestShutdownFinishesRequests(t *testing.T) {
 	}
 	if _, err := net.DialTimeout("tcp", r2.Addr(), time.Second); err == nil {
 		t.Error("the router still accepts after it stopped")
+	}
+}
+
+// TestAccessLog: each request is a line in its app's logs, source router.
+func TestAccessLog(t *testing.T) {
+	st, err := store.Open(context.Background(), bustest.Start(t), nil, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Config{Addr: "127.0.0.1:0", Domain: "apps.test", AccessLog: true}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	e := &env{t: t, st: st, r: r}
+	eventually(t, r.Ready)
+	addr, _ := echo(t)
+	e.route(t, "shop", addr, "/ready")
+	e.get("shop.apps.test", "/cart?id=1", "X-Request-Id", "abcdefghijklmnopqrstuvwxyz")
+	var line string
+	eventually(t, func() bool {
+		st.ReadLogs(context.Background(), store.LogQuery{App: "shop", Tail: 100}, func(l skiff.LogLine) error {
+			if l.Source == skiff.SourceRouter && strings.Contains(l.Line, "/cart") {
+				line = l.Line
+			}
+			return nil
+		})
+		return line != ""
+	})
+	for _, want := range []string{`method=GET path="/cart?id=1" host=shop.apps.test request_id=abcdefghijklmnopqrstuvwxyz fwd="127.0.0.1" dyno=web.1 connect=`,
+		"status=200 bytes=", "protocol=http"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("access log line %q lacks %q", line, want)
+		}
 	}
 }

@@ -44,6 +44,9 @@ type Config struct {
 	Listener net.Listener
 	// Domain is the platform domain: apps answer at NAME.Domain. Required.
 	Domain string
+	// AccessLog writes a line per request into the app's logs (source
+	// router).
+	AccessLog bool
 	// ShutdownTimeout bounds how long requests under way may take to
 	// finish at shutdown (default 10 s).
 	ShutdownTimeout time.Duration
@@ -59,6 +62,9 @@ type Router struct {
 	ready    atomic.Bool
 	listener net.Listener
 	port     string // the listener's, for X-Forwarded-Port
+
+	access        chan accessEntry // nil without an access log
+	accessDropped atomic.Int64
 
 	closing atomic.Bool
 	mu      sync.Mutex
@@ -81,6 +87,9 @@ func New(cfg Config, st *store.Store) (*Router, error) {
 	}
 	r := &Router{cfg: cfg, st: st, log: cfg.Logger.With("role", "router"), conns: map[*clientConn]struct{}{}}
 	r.table.Store(&table{exact: map[string]*appEntry{}})
+	if cfg.AccessLog {
+		r.access = make(chan accessEntry, accessQueue)
+	}
 	r.listener = cfg.Listener
 	if r.listener == nil {
 		l, err := net.Listen("tcp", cfg.Addr)
@@ -118,6 +127,13 @@ func (r *Router) Run(ctx context.Context) error {
 			cancel()
 		}
 	}()
+	if r.access != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.writeAccessLog(ctx)
+		}()
+	}
 	served := make(chan error, 1)
 	go func() { served <- r.accept() }()
 	select {

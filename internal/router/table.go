@@ -66,6 +66,7 @@ type route struct {
 // backend is one web instance as the router sends it requests.
 type backend struct {
 	id, addr string
+	name     string // web.1, for the access log
 	// inflight counts the requests under way, for least-connections.
 	inflight atomic.Int64
 	// downUntil (unix nanoseconds) is set when a connection to the
@@ -259,7 +260,7 @@ func (v *view) updateApp(app string) {
 	for k, i := range up {
 		b := v.backends[i.ID]
 		if b == nil || b.addr != i.Addr {
-			b = &backend{id: i.ID, addr: i.Addr}
+			b = &backend{id: i.ID, addr: i.Addr, name: i.Name()}
 			v.backends[i.ID] = b
 		}
 		next.backends[k] = b
