@@ -45,7 +45,7 @@ starts with its UTC time.`,
 	cmd.Flags().IntVarP(&q.Tail, "num", "n", 100, "how many lines of history to show")
 	cmd.Flags().BoolVarP(&q.Follow, "follow", "f", false, "keep showing new lines as they come")
 	cmd.Flags().StringVarP(&q.Process, "ps", "p", "", "only this process type or process (web, web.1)")
-	cmd.Flags().StringVarP(&q.Source, "source", "s", "", "only lines from app or platform")
+	cmd.Flags().StringVarP(&q.Source, "source", "s", "", "only lines from app, router or platform")
 	return cmd
 }
 
