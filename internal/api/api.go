@@ -163,6 +163,7 @@ func (a *API) Handler() http.Handler {
 	auth("POST /v1/apps/{app}/rollback", a.rollback)
 	auth("GET /v1/apps/{app}/logs", a.logs)
 	auth("POST /v1/apps/{app}/runs", a.run)
+	auth("PUT /v1/apps/{app}/maintenance", a.setMaintenance)
 	auth("GET /v1/apps/{app}/healthcheck", a.getHealthCheck)
 	auth("PUT /v1/apps/{app}/healthcheck", a.setHealthCheck)
 	auth("DELETE /v1/apps/{app}/healthcheck", a.unsetHealthCheck)

@@ -156,6 +156,13 @@ func TestConfigScaleAndRollbackNeedARelease(t *testing.T) {
 	if code, _ := e.do("PATCH", "/v1/apps/shop/config", skiff.ConfigChange{Set: map[string]string{"B": "2"}}, &cr); code != 200 || cr.Release != 2 {
 		t.Fatalf("config set with a release = %d %+v; want release 2", code, cr)
 	}
+	var info skiff.AppInfo
+	if code, _ := e.do("PUT", "/v1/apps/shop/maintenance", skiff.MaintenanceChange{Enabled: true}, &info); code != 200 || !info.Maintenance {
+		t.Fatalf("maintenance on = %d %+v", code, info)
+	}
+	if a, _, _ := e.st.Apps.Get(context.Background(), "shop"); !a.Maintenance {
+		t.Fatal("maintenance not stored")
+	}
 	e.expect("POST", "/v1/apps/shop/rollback", skiff.RollbackRequest{Version: 9}, 404, skiff.KindNotFound, "no release v9")
 	e.expect("GET", "/v1/apps/shop/releases/x", nil, 400, skiff.KindInvalid, "invalid release")
 }

@@ -80,7 +80,7 @@ func (a *API) appInfo(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 func (a *API) info(r *http.Request, app skiff.App) (skiff.AppInfo, error) {
 	ctx := r.Context()
 	info := skiff.AppInfo{Name: app.Name, Owner: app.Owner, CreatedAt: app.CreatedAt, URL: a.appURL(app.Name),
-		GitURL: a.gitURL(r, app.Name), Current: app.Current,
+		GitURL: a.gitURL(r, app.Name), Current: app.Current, Maintenance: app.Maintenance,
 		Domains: []string{}, Formation: map[string]int{}, Instances: map[skiff.InstanceState]int{}}
 	rels, err := a.st.ListReleases(ctx, app.Name)
 	if err != nil {
@@ -181,4 +181,43 @@ func (a *API) destroy(ctx context.Context, name string) error {
 		err = logs.Purge(ctx, jetstream.WithPurgeSubject(skiff.LogSubject(name, "*", ">")))
 	}
 	return err
+}
+
+// setMaintenance turns the app's maintenance mode on or off.
+func (a *API) setMaintenance(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
+	app, _, err := a.app(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var ch skiff.MaintenanceChange
+	if err := readJSON(r, &ch); err != nil {
+		writeError(w, err)
+		return
+	}
+	changed := false
+	app, _, err = a.st.Apps.Update(r.Context(), app.Name, func(app *skiff.App) error {
+		if app.Maintenance == ch.Enabled {
+			return store.ErrNoChange
+		}
+		app.Maintenance, changed = ch.Enabled, true
+		return nil
+	})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if changed {
+		msg := "Maintenance mode disabled by " + tok.User
+		if ch.Enabled {
+			msg = "Maintenance mode enabled by " + tok.User
+		}
+		a.st.Emit(skiff.Event{App: app.Name, Type: skiff.EventMaintenance, Actor: tok.User, Message: msg})
+	}
+	info, err := a.info(r, app)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
 }

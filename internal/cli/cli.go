@@ -104,7 +104,7 @@ Log in once with the token the server printed, then deploy:
 		c.GroupID = "apps"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{psCommand(e), scaleCommand(e), restartCommand(e), runCommand(e), logsCommand(e), releasesCommand(e), rollbackCommand(e)} {
+	for _, c := range []*cobra.Command{psCommand(e), scaleCommand(e), restartCommand(e), runCommand(e), maintenanceCommand(e), logsCommand(e), releasesCommand(e), rollbackCommand(e)} {
 		c.GroupID = "run"
 		root.AddCommand(c)
 	}

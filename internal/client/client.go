@@ -423,3 +423,10 @@ func (c *Client) SetHealthCheck(ctx context.Context, app, path string) (skiff.He
 	}
 	return v, err
 }
+
+// SetMaintenance turns an app's maintenance mode on or off.
+func (c *Client) SetMaintenance(ctx context.Context, app string, enabled bool) (skiff.AppInfo, error) {
+	var info skiff.AppInfo
+	err := c.call(ctx, "PUT", appPath(app, "maintenance"), skiff.MaintenanceChange{Enabled: enabled}, &info)
+	return info, err
+}

@@ -161,6 +161,10 @@ func (cc *clientConn) proxy() bool {
 	defer cc.r.logAccess(&cc.entry)
 	sent := cc.out.n
 	defer func() { cc.entry.bytes = cc.out.n - sent }()
+	if e.maintenance.Load() {
+		cc.reply(503, "App "+e.name+" is down for maintenance. Please try again later.\n", !keep)
+		return keep
+	}
 	rt := e.route.Load()
 	if len(rt.backends) == 0 {
 		cc.reply(503, "App "+e.name+" has no running web process. See skiff ps -a "+e.name+".\n", !keep)

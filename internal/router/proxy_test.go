@@ -347,3 +347,18 @@ func TestAccessLog(t *testing.T) {
 		}
 	}
 }
+
+// TestMaintenance: an app in maintenance mode gets the maintenance page
+// while its backend keeps running.
+func TestMaintenance(t *testing.T) {
+	e := start(t)
+	addr, _ := echo(t)
+	e.route(t, "shop", addr, "/")
+	e.st.Apps.Put(context.Background(), "shop", skiff.App{Name: "shop", Current: 1, Maintenance: true})
+	eventually(t, func() bool {
+		code, body := e.get("shop.apps.test", "/")
+		return code == 503 && strings.Contains(body, "down for maintenance")
+	})
+	e.st.Apps.Put(context.Background(), "shop", skiff.App{Name: "shop", Current: 1})
+	eventually(t, func() bool { code, _ := e.get("shop.apps.test", "/"); return code == 200 })
+}

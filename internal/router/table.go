@@ -54,8 +54,9 @@ func (t *table) lookup(host []byte) *appEntry {
 
 // appEntry is an app's place in the table.
 type appEntry struct {
-	name  string
-	route atomic.Pointer[route]
+	name        string
+	route       atomic.Pointer[route]
+	maintenance atomic.Bool // answer with the maintenance page
 }
 
 // route is an app's backends at one moment.
@@ -243,6 +244,7 @@ func (v *view) updateApp(app string) {
 		e.route.Store(&route{})
 		v.entries[app] = e
 	}
+	e.maintenance.Store(a.Maintenance)
 	var up, current []skiff.Instance
 	for _, i := range v.instances[app] {
 		if i.Proc == "web" && i.State == skiff.StateUp && i.Addr != "" {

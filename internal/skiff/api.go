@@ -38,6 +38,14 @@ type AppInfo struct {
 	ImageSize int64          `json:"image_size,omitempty"`
 	// Instances counts the app's instances by state.
 	Instances map[InstanceState]int `json:"instances"`
+	// Maintenance is on while the router answers for the app with a 503
+	// page.
+	Maintenance bool `json:"maintenance,omitempty"`
+}
+
+// MaintenanceChange is the body of PUT /v1/apps/{app}/maintenance.
+type MaintenanceChange struct {
+	Enabled bool `json:"enabled"`
 }
 
 // ConfigChange is the body of PATCH /v1/apps/{app}/config.

@@ -27,6 +27,9 @@ type App struct {
 	// HealthCheck is the path its web processes must answer, set with
 	// skiff healthcheck set; it overrides app.json's.
 	HealthCheck string `json:"health_check,omitempty"`
+	// Maintenance makes the router answer the app's requests with a 503
+	// page while its processes keep running.
+	Maintenance bool `json:"maintenance,omitempty"`
 }
 
 // ValidateHealthCheck reports why path cannot be a health check path, or

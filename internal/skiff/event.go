@@ -35,6 +35,7 @@ const (
 	EventDomainRemoved     = "domain.removed"
 	EventInstanceCrashed   = "instance.crashed"
 	EventCrashLoop         = "instance.crash_loop"
+	EventMaintenance       = "app.maintenance"
 )
 
 // BuildRequest asks a builder to turn an uploaded source archive into an
