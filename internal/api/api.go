@@ -170,6 +170,9 @@ func (a *API) Handler() http.Handler {
 	auth("GET /v1/apps/{app}/domains", a.listDomains)
 	auth("POST /v1/apps/{app}/domains", a.addDomain)
 	auth("DELETE /v1/apps/{app}/domains/{hostname}", a.removeDomain)
+	auth("GET /v1/apps/{app}/certs", a.listCerts)
+	auth("POST /v1/apps/{app}/certs", a.addCert)
+	auth("DELETE /v1/apps/{app}/certs/{hostname}", a.removeCert)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, skiff.Errorf(skiff.KindNotFound, "docs/api.md lists the routes", "no such route: %s %s", r.Method, r.URL.Path))
 	})

@@ -166,6 +166,9 @@ func (a *API) destroy(ctx context.Context, name string) error {
 		return err
 	}
 	for _, d := range domains {
+		if err := a.st.Certs.Delete(ctx, skiff.DomainKey(d.Hostname)); err != nil {
+			return err
+		}
 		if err := a.st.Domains.Delete(ctx, skiff.DomainKey(d.Hostname)); err != nil {
 			return err
 		}

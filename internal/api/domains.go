@@ -95,6 +95,9 @@ func (a *API) removeDomain(w http.ResponseWriter, r *http.Request, tok skiff.Tok
 	if err == nil {
 		err = a.st.Domains.DeleteAt(r.Context(), skiff.DomainKey(host), rev)
 	}
+	if err == nil {
+		err = a.st.Certs.Delete(r.Context(), skiff.DomainKey(host))
+	}
 	if err != nil {
 		writeError(w, err)
 		return

@@ -430,3 +430,20 @@ func (c *Client) SetMaintenance(ctx context.Context, app string, enabled bool) (
 	err := c.call(ctx, "PUT", appPath(app, "maintenance"), skiff.MaintenanceChange{Enabled: enabled}, &info)
 	return info, err
 }
+
+// Certs lists an app's TLS certificates.
+func (c *Client) Certs(ctx context.Context, app string) ([]skiff.CertView, error) {
+	var out []skiff.CertView
+	return out, c.call(ctx, "GET", appPath(app, "certs"), nil, &out)
+}
+
+// AddCert adds a TLS certificate for the app's domains it covers.
+func (c *Client) AddCert(ctx context.Context, app, certPEM, keyPEM string) ([]skiff.CertView, error) {
+	var out []skiff.CertView
+	return out, c.call(ctx, "POST", appPath(app, "certs"), skiff.CertRequest{CertPEM: certPEM, KeyPEM: keyPEM}, &out)
+}
+
+// RemoveCert removes the certificate of one of the app's hostnames.
+func (c *Client) RemoveCert(ctx context.Context, app, hostname string) error {
+	return c.call(ctx, "DELETE", appPath(app, "certs", url.PathEscape(hostname)), nil, nil)
+}

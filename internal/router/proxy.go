@@ -30,6 +30,7 @@ type clientConn struct {
 	ip      []byte // the client's address, for X-Forwarded-For
 	active  atomic.Bool
 	tried   []*backend
+	secure  bool // the connection is over TLS
 	hostLC  [256]byte
 	scratch [64]byte // for numbers being written
 	out     countingConn
@@ -52,11 +53,11 @@ var clientConns = sync.Pool{New: func() any {
 	return &clientConn{br: bufio.NewReaderSize(nil, bufSize), bw: bufio.NewWriterSize(nil, 4<<10), buf: make([]byte, 32<<10)}
 }}
 
-// serve serves the requests of a client connection until it closes, fails
-// or the router shuts down.
-func (r *Router) serve(c net.Conn) {
+// serveConn serves the requests of a client connection (over TLS when
+// secure) until it closes, fails or the router shuts down.
+func (r *Router) serveConn(c net.Conn, secure bool) {
 	cc := clientConns.Get().(*clientConn)
-	cc.r, cc.c = r, c
+	cc.r, cc.c, cc.secure = r, c, secure
 	cc.out.Conn = c
 	cc.br.Reset(c)
 	cc.bw.Reset(&cc.out)
@@ -398,8 +399,13 @@ func (cc *clientConn) writeRequestHead(w *bufio.Writer) {
 		w.WriteString(", ")
 	}
 	w.Write(cc.ip)
-	w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: ")
-	w.WriteString(cc.r.port)
+	if cc.secure {
+		w.WriteString("\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: ")
+		w.WriteString(cc.r.tlsPort)
+	} else {
+		w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: ")
+		w.WriteString(cc.r.port)
+	}
 	w.WriteString("\r\nX-Forwarded-Host: ")
 	w.Write(req.host)
 	w.WriteString("\r\nX-Request-Id: ")
@@ -592,25 +598,7 @@ func (cc *clientConn) startEntry(app string, host []byte) {
 
 // normalizeHost lower-cases host and strips its port and a trailing dot,
 // into the connection's scratch array.
-func (cc *clientConn) normalizeHost(host []byte) []byte {
-	if i := lastColon(host); i >= 0 {
-		host = host[:i]
-	}
-	if n := len(host); n > 0 && host[n-1] == '.' {
-		host = host[:n-1]
-	}
-	if len(host) > len(cc.hostLC) {
-		host = host[:len(cc.hostLC)]
-	}
-	out := cc.hostLC[:len(host)]
-	for i, c := range host {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		out[i] = c
-	}
-	return out
-}
+func (cc *clientConn) normalizeHost(host []byte) []byte { return normalizeInto(cc.hostLC[:], host) }
 
 // lastColon finds the colon before a port, not inside an IPv6 literal.
 func lastColon(host []byte) int {

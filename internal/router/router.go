@@ -27,11 +27,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/http2"
 
 	"github.com/skiff-paas/skiff/internal/store"
 )
@@ -44,6 +47,10 @@ type Config struct {
 	Listener net.Listener
 	// Domain is the platform domain: apps answer at NAME.Domain. Required.
 	Domain string
+	// TLSAddr is the address to serve HTTPS on (empty: none);
+	// TLSListener, when set, is used instead.
+	TLSAddr     string
+	TLSListener net.Listener
 	// AccessLog writes a line per request into the app's logs (source
 	// router).
 	AccessLog bool
@@ -62,6 +69,13 @@ type Router struct {
 	ready    atomic.Bool
 	listener net.Listener
 	port     string // the listener's, for X-Forwarded-Port
+
+	tlsListener net.Listener // nil without TLS
+	tlsPort     string
+	certs       atomic.Pointer[certTable]
+	h2          *http2.Server
+	h2Base      *http.Server
+	h2conns     map[net.Conn]struct{} // guarded by mu
 
 	access        chan accessEntry // nil without an access log
 	accessDropped atomic.Int64
@@ -85,7 +99,9 @@ func New(cfg Config, st *store.Store) (*Router, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Router{cfg: cfg, st: st, log: cfg.Logger.With("role", "router"), conns: map[*clientConn]struct{}{}}
+	r := &Router{cfg: cfg, st: st, log: cfg.Logger.With("role", "router"), conns: map[*clientConn]struct{}{},
+		h2conns: map[net.Conn]struct{}{}}
+	r.certs.Store(&certTable{})
 	r.table.Store(&table{exact: map[string]*appEntry{}})
 	if cfg.AccessLog {
 		r.access = make(chan accessEntry, accessQueue)
@@ -99,14 +115,40 @@ func New(cfg Config, st *store.Store) (*Router, error) {
 		r.listener = l
 	}
 	_, r.port, _ = net.SplitHostPort(r.listener.Addr().String())
+	r.tlsListener = cfg.TLSListener
+	if r.tlsListener == nil && cfg.TLSAddr != "" {
+		l, err := net.Listen("tcp", cfg.TLSAddr)
+		if err != nil {
+			r.listener.Close()
+			return nil, fmt.Errorf("router: listen on %s: %w", cfg.TLSAddr, err)
+		}
+		r.tlsListener = l
+	}
+	if r.tlsListener != nil {
+		_, r.tlsPort, _ = net.SplitHostPort(r.tlsListener.Addr().String())
+		r.newH2()
+	}
 	return r, nil
 }
 
 // Addr is the address the router listens on.
 func (r *Router) Addr() string { return r.listener.Addr().String() }
 
-// Close releases the listener of a router that will not Run.
-func (r *Router) Close() error { return r.listener.Close() }
+// TLSAddr is the address the router serves HTTPS on, or "".
+func (r *Router) TLSAddr() string {
+	if r.tlsListener == nil {
+		return ""
+	}
+	return r.tlsListener.Addr().String()
+}
+
+// Close releases the listeners of a router that will not Run.
+func (r *Router) Close() error {
+	if r.tlsListener != nil {
+		r.tlsListener.Close()
+	}
+	return r.listener.Close()
+}
 
 // Ready reports whether the router serves with a complete routing table.
 func (r *Router) Ready() bool { return r.ready.Load() }
@@ -134,8 +176,15 @@ func (r *Router) Run(ctx context.Context) error {
 			r.writeAccessLog(ctx)
 		}()
 	}
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- r.accept() }()
+	if r.tlsListener != nil {
+		go func() {
+			if err := r.acceptTLS(); err != nil {
+				served <- err
+			}
+		}()
+	}
 	select {
 	case <-synced:
 		r.ready.Store(true)
@@ -177,7 +226,7 @@ func (r *Router) accept() error {
 		if tc, ok := c.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
 		}
-		go r.serve(c)
+		go r.serveConn(c, false)
 	}
 }
 
@@ -206,6 +255,12 @@ func (r *Router) shutdown() {
 	r.closing.Store(true)
 	r.mu.Unlock()
 	r.listener.Close()
+	if r.tlsListener != nil {
+		r.tlsListener.Close()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownTimeout)
+	defer cancel()
+	go r.shutdownH2(sctx)
 	done := make(chan struct{})
 	go func() { r.served.Wait(); close(done) }()
 	deadline := time.Now().Add(r.cfg.ShutdownTimeout)
@@ -227,6 +282,9 @@ func (r *Router) shutdown() {
 			r.mu.Lock()
 			for cc := range r.conns {
 				cc.c.Close()
+			}
+			for c := range r.h2conns {
+				c.Close()
 			}
 			r.mu.Unlock()
 			<-done

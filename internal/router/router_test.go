@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/skiff-paas/skiff/internal/bus/bustest"
+	"github.com/skiff-paas/skiff/internal/secret"
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
 )
@@ -32,11 +33,12 @@ func start(t *testing.T) *env {
 // startB starts a router on a fresh bus, for a test or a benchmark.
 func startB(t testing.TB) *env {
 	t.Helper()
-	st, err := store.Open(context.Background(), bustest.Start(t), nil, store.Options{})
+	box, _ := secret.New(make([]byte, secret.KeySize))
+	st, err := store.Open(context.Background(), bustest.Start(t), box, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := New(Config{Addr: "127.0.0.1:0", Domain: "apps.test"}, st)
+	r, err := New(Config{Addr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0", Domain: "apps.test"}, st)
 	if err != nil {
 		t.Fatal(err)
 	}

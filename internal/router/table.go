@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"crypto/tls"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -329,13 +330,15 @@ func (r *Router) follow(ctx context.Context, synced chan<- struct{}) error {
 		forward(ctx, r.st.Apps, changes),
 		forward(ctx, r.st.Instances, changes),
 		forward(ctx, r.st.Domains, changes),
+		forward(ctx, r.st.Certs, changes),
 	} {
 		if err != nil {
 			return err
 		}
 	}
 	v := newView(r.cfg.Domain)
-	const buckets = 3
+	certs := &certView{parsed: map[string]*tls.Certificate{}, names: map[string]string{}}
+	const buckets = 4
 	loaded := 0
 	b := &batch{apps: map[string]bool{}}
 	idle := time.NewTicker(idleCheck)
@@ -356,9 +359,13 @@ func (r *Router) follow(ctx context.Context, synced chan<- struct{}) error {
 			// Take every change already queued, then update once.
 		drain:
 			for {
-				if c.synced {
+				switch {
+				case c.synced:
 					loaded++
-				} else {
+				case c.bucket == skiff.BucketCerts:
+					t := r.applyCert(certs, c)
+					r.certs.Store(&t)
+				default:
 					v.apply(c, b)
 				}
 				select {

@@ -43,6 +43,22 @@ type AppInfo struct {
 	Maintenance bool `json:"maintenance,omitempty"`
 }
 
+// CertRequest is the body of POST /v1/apps/{app}/certs: a certificate
+// chain and its private key, PEM encoded.
+type CertRequest struct {
+	CertPEM string `json:"cert_pem"`
+	KeyPEM  string `json:"key_pem"`
+}
+
+// CertView is a certificate as the API shows it: never its key.
+type CertView struct {
+	Hostname string    `json:"hostname"`
+	Names    []string  `json:"names"`
+	Issuer   string    `json:"issuer"`
+	NotAfter time.Time `json:"not_after"`
+	AddedAt  time.Time `json:"added_at"`
+}
+
 // MaintenanceChange is the body of PUT /v1/apps/{app}/maintenance.
 type MaintenanceChange struct {
 	Enabled bool `json:"enabled"`

@@ -160,6 +160,23 @@ type Domain struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
+// Cert is a TLS certificate the router presents for Hostname, one of an
+// app's domains. One certificate that names several of the app's domains
+// is stored once per name.
+type Cert struct {
+	Hostname string `json:"hostname"`
+	App      string `json:"app"`
+	// CertPEM is the certificate chain, leaf first.
+	CertPEM string `json:"cert_pem"`
+	// KeySealed is the private key (PEM), sealed with the platform's
+	// secret key; it never leaves the platform.
+	KeySealed []byte    `json:"key_sealed,omitempty"`
+	Names     []string  `json:"names"` // the names the certificate covers
+	Issuer    string    `json:"issuer"`
+	NotAfter  time.Time `json:"not_after"`
+	AddedAt   time.Time `json:"added_at"`
+}
+
 // Key is an SSH public key of a user: it lets the user git push to the
 // apps they may use. Keys are stored by KeyID.
 type Key struct {

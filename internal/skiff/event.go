@@ -36,6 +36,7 @@ const (
 	EventInstanceCrashed   = "instance.crashed"
 	EventCrashLoop         = "instance.crash_loop"
 	EventMaintenance       = "app.maintenance"
+	EventCertAdded         = "cert.added"
 )
 
 // BuildRequest asks a builder to turn an uploaded source archive into an

@@ -16,6 +16,7 @@ const (
 	BucketKeys        = "keys"
 	BucketUIDs        = "uids" // user IDs given to apps, so that no two share one
 	BucketLocks       = "locks"
+	BucketCerts       = "certs" // TLS certificates by hostname (DomainKey)
 )
 
 // Object stores.

@@ -53,6 +53,22 @@ func (s *Store) OpenConfig(sealed []byte) (map[string]string, error) {
 	return vars, nil
 }
 
+// Seal encrypts a secret (a private key) for storage.
+func (s *Store) Seal(plain []byte) ([]byte, error) {
+	if s.box == nil {
+		return nil, errors.New("seal: this store has no secret key")
+	}
+	return s.box.Seal(plain), nil
+}
+
+// Unseal decrypts a secret sealed by Seal.
+func (s *Store) Unseal(sealed []byte) ([]byte, error) {
+	if s.box == nil {
+		return nil, errors.New("unseal: this store has no secret key")
+	}
+	return s.box.Open(sealed)
+}
+
 // Config returns app's config vars and version; an app that never set any
 // has an empty config at version 0.
 func (s *Store) Config(ctx context.Context, app string) (map[string]string, int, error) {

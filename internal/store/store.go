@@ -91,6 +91,7 @@ type Store struct {
 	Tokens      *Bucket[skiff.Token]
 	Keys        *Bucket[skiff.Key]
 	UIDs        *Bucket[string] // uid -> app
+	Certs       *Bucket[skiff.Cert]
 	locks       jetstream.KeyValue
 
 	Sources jetstream.ObjectStore
@@ -139,6 +140,7 @@ func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*St
 	s.Tokens = bucket[skiff.Token](open(skiff.BucketTokens, jetstream.KeyValueConfig{}), s.log)
 	s.Keys = bucket[skiff.Key](open(skiff.BucketKeys, jetstream.KeyValueConfig{}), s.log)
 	s.UIDs = bucket[string](open(skiff.BucketUIDs, jetstream.KeyValueConfig{}), s.log)
+	s.Certs = bucket[skiff.Cert](open(skiff.BucketCerts, jetstream.KeyValueConfig{}), s.log)
 	s.locks = open(skiff.BucketLocks, jetstream.KeyValueConfig{TTL: opt.LockTTL, LimitMarkerTTL: opt.LockTTL})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

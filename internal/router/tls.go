@@ -1,0 +1,265 @@
+package router
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/skiff-paas/skiff/internal/skiff"
+)
+
+// TLS: the router terminates TLS on its TLS address with the certificate
+// of the name the client asks for (SNI): the certificate of that exact
+// hostname, else of the wildcard domain over it. A client that offers
+// HTTP/2 (ALPN h2) is served by golang.org/x/net/http2 with a proxy of
+// net/http's; HTTP/1.1 over TLS takes the router's own path, as plain
+// HTTP does. Certificates come from the certs bucket, their keys sealed
+// with the platform's secret key, so every router has them.
+
+// certTable maps hostnames (as stored: *.example.com for a wildcard) to
+// certificates. It is never changed once published.
+type certTable map[string]*tls.Certificate
+
+// certificate picks the certificate for a TLS handshake.
+func (r *Router) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	t := *r.certs.Load()
+	if c := t[name]; c != nil {
+		return c, nil
+	}
+	if _, rest, ok := strings.Cut(name, "."); ok {
+		if c := t["*."+rest]; c != nil {
+			return c, nil
+		}
+	}
+	if name == "" {
+		return nil, errors.New("no server name (SNI) in the handshake")
+	}
+	return nil, fmt.Errorf("no certificate for %s", name)
+}
+
+// certView keeps the parsed certificates by key, so that a change parses
+// only what changed.
+type certView struct {
+	parsed map[string]*tls.Certificate // by bucket key
+	names  map[string]string           // bucket key -> hostname
+}
+
+// applyCert records a change of the certs bucket and returns the new
+// table.
+func (r *Router) applyCert(v *certView, c change) certTable {
+	if c.deleted {
+		delete(v.parsed, c.key)
+		delete(v.names, c.key)
+	} else {
+		cert := c.value.(skiff.Cert)
+		key, err := r.st.Unseal(cert.KeySealed)
+		var pair tls.Certificate
+		if err == nil {
+			pair, err = tls.X509KeyPair([]byte(cert.CertPEM), key)
+		}
+		if err != nil {
+			r.log.Error("unusable certificate", "hostname", cert.Hostname, "err", err)
+			delete(v.parsed, c.key)
+		} else {
+			v.parsed[c.key] = &pair
+			v.names[c.key] = cert.Hostname
+		}
+	}
+	t := make(certTable, len(v.parsed))
+	for k, p := range v.parsed {
+		t[v.names[k]] = p
+	}
+	return t
+}
+
+// tlsConfig is the router's TLS configuration.
+func (r *Router) tlsConfig() *tls.Config {
+	return &tls.Config{
+		GetCertificate: r.certificate,
+		NextProtos:     []string{"h2", "http/1.1"},
+		MinVersion:     tls.VersionTLS12,
+	}
+}
+
+// acceptTLS serves every connection the TLS listener takes.
+func (r *Router) acceptTLS() error {
+	cfg := r.tlsConfig()
+	for {
+		c, err := r.tlsListener.Accept()
+		if err != nil {
+			if r.closing.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		go r.serveTLS(tls.Server(c, cfg))
+	}
+}
+
+// serveTLS completes the handshake and serves the connection over
+// HTTP/2 or HTTP/1.1, as the client chose.
+func (r *Router) serveTLS(c *tls.Conn) {
+	c.SetDeadline(time.Now().Add(headTimeout))
+	if err := c.Handshake(); err != nil {
+		c.Close()
+		return
+	}
+	c.SetDeadline(time.Time{})
+	if c.ConnectionState().NegotiatedProtocol != "h2" {
+		r.serveConn(c, true)
+		return
+	}
+	if !r.trackH2(c, true) {
+		c.Close()
+		return
+	}
+	defer r.trackH2(c, false)
+	r.h2.ServeConn(c, &http2.ServeConnOpts{BaseConfig: r.h2Base, Handler: r.h2Base.Handler})
+}
+
+// trackH2 adds or removes an HTTP/2 connection from those being served.
+func (r *Router) trackH2(c net.Conn, add bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if add {
+		if r.closing.Load() {
+			return false
+		}
+		r.h2conns[c] = struct{}{}
+		r.served.Add(1)
+		return true
+	}
+	delete(r.h2conns, c)
+	r.served.Done()
+	return true
+}
+
+// newH2 makes the HTTP/2 side: a net/http proxy over the same routes.
+func (r *Router) newH2() {
+	transport := &http.Transport{
+		DialContext:         dialer.DialContext,
+		MaxIdleConnsPerHost: maxIdlePerBackend,
+		IdleConnTimeout:     idleTimeout,
+		DisableCompression:  true,
+	}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "backend" // the transport picks it
+			pr.Out.Host = pr.In.Host
+			if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
+				pr.Out.Header["X-Forwarded-For"] = append([]string(nil), prior...)
+			}
+			pr.SetXForwarded() // X-Forwarded-For, -Host, -Proto (https)
+			pr.Out.Header.Set("X-Forwarded-Port", r.tlsPort)
+			if id := pr.In.Header.Get("X-Request-Id"); !validRequestID([]byte(id)) {
+				pr.Out.Header.Set("X-Request-Id", string(newRequestID(nil)))
+			}
+			pr.Out.Header.Set("X-Request-Start", fmt.Sprintf("t=%d", time.Now().UnixMilli()))
+		},
+		Transport: picking{transport},
+		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
+			if req.Context().Err() == nil {
+				http.Error(w, "The app did not answer the request.", http.StatusBadGateway)
+			}
+		},
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var scratch [256]byte
+		host := normalizeInto(scratch[:], []byte(req.Host))
+		e := r.table.Load().lookup(host)
+		switch {
+		case e == nil:
+			http.Error(w, "No app is deployed at "+string(host)+".", http.StatusNotFound)
+			return
+		case e.maintenance.Load():
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "App "+e.name+" is down for maintenance. Please try again later.", http.StatusServiceUnavailable)
+			return
+		}
+		rt := e.route.Load()
+		if len(rt.backends) == 0 {
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "App "+e.name+" has no running web process.", http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), routeKey{}, rt)))
+	})
+	r.h2 = &http2.Server{IdleTimeout: keepIdle}
+	r.h2Base = &http.Server{Handler: h, ReadHeaderTimeout: headTimeout}
+	http2.ConfigureServer(r.h2Base, r.h2)
+}
+
+type routeKey struct{}
+
+// picking sends a request to a backend of its route, and to another when
+// a connection is refused: then nothing of the request was sent.
+type picking struct{ base http.RoundTripper }
+
+func (p picking) RoundTrip(req *http.Request) (*http.Response, error) {
+	rt := req.Context().Value(routeKey{}).(*route)
+	now := time.Now().UnixNano()
+	var tried []*backend
+	for {
+		b := rt.pick(now, tried)
+		if b == nil {
+			return nil, errors.New("no backend took the connection")
+		}
+		out := *req
+		u := *req.URL
+		u.Host = b.addr
+		out.URL = &u
+		b.inflight.Add(1)
+		resp, err := p.base.RoundTrip(&out)
+		b.inflight.Add(-1)
+		var op *net.OpError
+		if err != nil && errors.As(err, &op) && op.Op == "dial" {
+			b.markDown(now)
+			tried = append(tried, b)
+			continue
+		}
+		return resp, err
+	}
+}
+
+// normalizeInto lower-cases host, without its port and trailing dot, into
+// buf.
+func normalizeInto(buf []byte, host []byte) []byte {
+	if i := lastColon(host); i >= 0 {
+		host = host[:i]
+	}
+	if n := len(host); n > 0 && host[n-1] == '.' {
+		host = host[:n-1]
+	}
+	if len(host) > len(buf) {
+		host = host[:len(buf)]
+	}
+	out := buf[:len(host)]
+	for i, c := range host {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out[i] = c
+	}
+	return out
+}
+
+// shutdownH2 asks HTTP/2 clients to go away once their streams end.
+func (r *Router) shutdownH2(ctx context.Context) {
+	if r.h2Base != nil {
+		r.h2Base.Shutdown(ctx)
+	}
+}
