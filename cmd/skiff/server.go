@@ -76,9 +76,10 @@ next start every app comes back as it was.`,
 	f.DurationVar(&cfg.BuildTimeout, "build-timeout", 15*time.Minute, "how long a build may take")
 	f.Int64Var(&cfg.MaxUpload, "max-upload", 512<<20, "largest deploy upload accepted, in bytes")
 	f.Int64Var(&cfg.MaxImage, "max-image", 1<<30, "largest app image a build may make, in bytes")
-	f.StringVar(&cfg.Driver, "driver", "", "how the agent runs app processes: isolated (default as root) or exec")
-	f.StringVar(&cfg.Cgroup, "cgroup", "", "cgroup version of the isolated driver: v1 or v2 (default: the host's)")
+	f.StringVar(&cfg.Driver, "driver", "", "how the agent runs app processes, and builds their commands: isolated (default as root) or exec")
+	f.StringVar(&cfg.Cgroup, "cgroup", "", "cgroup version of the isolated driver and builds: v1 or v2 (default: the host's)")
 	f.Int64Var(&cfg.InstanceMemory, "instance-memory", 512<<20, "memory limit of an app instance, in bytes")
+	f.Int64Var(&cfg.BuildMemory, "build-memory", 2<<30, "memory limit of each command of a build, in bytes (isolated builds)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

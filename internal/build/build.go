@@ -13,6 +13,12 @@
 // image, store the image in the slugs store (and hand it to the local image
 // cache), then create a pending release with the app's current config. The
 // scheduler takes it from there.
+//
+// Every command the buildpack and app.json's predeploy script run goes
+// through the build's sandbox (sandbox.go): as the app's own user, and,
+// isolated, in a sandbox of package isolate per command, which sees the
+// build's directories and the app's cache at their host paths and
+// nothing else of the builder's.
 package build
 
 import (
@@ -37,6 +43,7 @@ import (
 	"github.com/skiff-paas/skiff/internal/archive"
 	"github.com/skiff-paas/skiff/internal/build/buildpack"
 	"github.com/skiff-paas/skiff/internal/image"
+	"github.com/skiff-paas/skiff/internal/isolate"
 	"github.com/skiff-paas/skiff/internal/procfile"
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
@@ -61,8 +68,28 @@ type Config struct {
 	CacheDir string
 	// MaxImage bounds an image's size (default 1 GiB).
 	MaxImage int64
-	Logger   *slog.Logger
+	// Isolate runs each command of a build in a sandbox of its own
+	// (package isolate): namespaces, the host's runtime directories
+	// read-only, only the build's directories and the app's cache
+	// writable, a cgroup. It needs root and cgroups. Without it, builds
+	// run on the host as their app's user (as root) or as the builder's
+	// own user.
+	Isolate bool
+	// Cgroup is the cgroup version of isolated builds, "v1" or "v2";
+	// empty takes the host's.
+	Cgroup string
+	// Memory bounds the memory of each command of an isolated build
+	// (default 2 GiB); past it the kernel kills one of its processes.
+	Memory int64
+	Logger *slog.Logger
 }
+
+// Limits of an isolated build command besides its memory: a fair share
+// of contended CPU, and processes enough for parallel compilers.
+const (
+	buildCPUWeight = 100
+	buildPIDs      = 4096
+)
 
 // Builder is the builder role.
 type Builder struct {
@@ -96,8 +123,15 @@ func New(cfg Config, st *store.Store) (*Builder, error) {
 	if cfg.Name == "" {
 		cfg.Name = "builder"
 	}
+	if cfg.Memory <= 0 {
+		cfg.Memory = 2 << 30
+	}
+	if cfg.Isolate && os.Geteuid() != 0 {
+		return nil, errors.New("build: isolated builds need root")
+	}
 	// Builds run as their app's user, which must reach its own build and
-	// cache directories but list nothing else.
+	// cache directories but list nothing else. An isolated build is shown
+	// them at their paths, whatever the directories above allow.
 	for _, d := range []string{cfg.WorkDir, cfg.CacheDir} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, fmt.Errorf("build: %w", err)
@@ -105,7 +139,7 @@ func New(cfg Config, st *store.Store) (*Builder, error) {
 		if err := os.Chmod(d, 0o711); err != nil {
 			return nil, fmt.Errorf("build: %w", err)
 		}
-		if os.Geteuid() == 0 {
+		if os.Geteuid() == 0 && !cfg.Isolate {
 			if err := traversable(d); err != nil {
 				return nil, err
 			}
@@ -313,6 +347,11 @@ func (b *Builder) build(ctx context.Context, req skiff.BuildRequest, out func(st
 	if err != nil {
 		return res, err
 	}
+	if hr, ok := bp.(buildpack.HostReader); ok && box.iso != nil {
+		if err := b.showHostPaths(box.iso, hr.HostPaths()); err != nil {
+			return res, err
+		}
+	}
 	defaults := map[string]string{}
 	packName := "procfile"
 	if bp != nil {
@@ -464,9 +503,10 @@ func (b *Builder) choose(src, named string) (buildpack.Buildpack, error) {
 }
 
 // prepareSandbox makes the build's HOME and TMPDIR and the app's cache
-// directory, all owned by the app's build user, and gives it the tree.
+// directory, all owned by the app's build user, and gives it the tree;
+// isolated, it shows them to the build's sandboxes.
 func (b *Builder) prepareSandbox(ctx context.Context, app, work, src string) (sandbox, string, error) {
-	box := sandbox{uid: -1, home: filepath.Join(work, "home"), tmp: filepath.Join(work, "tmp")}
+	box := sandbox{uid: -1, user: app, home: filepath.Join(work, "home"), tmp: filepath.Join(work, "tmp")}
 	cache := filepath.Join(b.cfg.CacheDir, app)
 	for _, d := range []string{box.home, box.tmp, cache} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -493,7 +533,61 @@ func (b *Builder) prepareSandbox(ctx context.Context, app, work, src string) (sa
 	if err := chownTree(cache, uid); err != nil {
 		return box, "", err
 	}
+	if b.cfg.Isolate {
+		root := filepath.Join(work, "root")
+		if err := os.Mkdir(root, 0o700); err != nil {
+			return box, "", err
+		}
+		box.iso = &isolation{id: "build-" + filepath.Base(work), root: root, cgroup: b.cfg.Cgroup,
+			limits: isolate.Limits{Memory: b.cfg.Memory, CPUWeight: buildCPUWeight, PIDs: buildPIDs}}
+		for _, d := range []string{src, box.home, box.tmp, cache} {
+			box.iso.mounts = append(box.iso.mounts, isolate.Mount{Source: d, Target: d, Writable: true})
+		}
+		box.iso.show(toolConfigs...)
+	}
 	return box, cache, nil
+}
+
+// showHostPaths shows a buildpack's files on the server to the build's
+// sandboxes, read-only, unless that would show the builder's own
+// directories (other builds, other apps' caches): a buildpack at / or in
+// the data directory.
+func (b *Builder) showHostPaths(iso *isolation, paths []string) error {
+	var own []string
+	for _, d := range []string{b.cfg.WorkDir, b.cfg.CacheDir} {
+		if r, err := resolved(d); err == nil {
+			own = append(own, r)
+		}
+	}
+	for _, p := range paths {
+		r, err := resolved(p)
+		if err != nil {
+			continue // missing: the buildpack says so
+		}
+		for _, d := range own {
+			if within(r, d) || within(d, r) {
+				return skiff.Errorf(skiff.KindFailed, "put the buildpack in a directory of its own on the server, outside Skiff's data directory",
+					"buildpack %s is in or above the builder's own directory %s, which builds are not shown", p, d)
+			}
+		}
+		iso.mounts = append(iso.mounts, isolate.Mount{Source: r, Target: p})
+	}
+	return nil
+}
+
+// resolved is p absolute and free of symlinks.
+func resolved(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(abs)
+}
+
+// within reports whether path p is dir or below it.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // processes reads the Procfile, whose types override the buildpack's

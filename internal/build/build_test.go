@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"github.com/skiff-paas/skiff/internal/build"
 	"github.com/skiff-paas/skiff/internal/bus/bustest"
 	"github.com/skiff-paas/skiff/internal/image"
+	"github.com/skiff-paas/skiff/internal/isolate"
 	"github.com/skiff-paas/skiff/internal/secret"
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
@@ -38,6 +40,15 @@ var goodApp = map[string]string{
 // start runs a builder configured by cfg over a store on a bus of the
 // test's own, and returns the store. The builder stops when the test ends.
 func start(t *testing.T, cfg build.Config) *store.Store {
+	t.Helper()
+	st, _ := startIn(t, cfg)
+	return st
+}
+
+// startIn is start, also returning the directory that holds the
+// builder's work and cache directories (builds, cache), as the data
+// directory does.
+func startIn(t *testing.T, cfg build.Config) (*store.Store, string) {
 	t.Helper()
 	box, err := secret.New(make([]byte, secret.KeySize))
 	if err != nil {
@@ -65,7 +76,23 @@ func start(t *testing.T, cfg build.Config) *store.Store {
 		}
 	})
 	eventually(t, 5*time.Second, b.Ready)
-	return st
+	return st, root
+}
+
+// modes are the ways the tests can run builds here: on the host, and
+// isolated when the tests run as root on a host with cgroups.
+func modes() []bool {
+	if os.Geteuid() == 0 && isolate.CgroupVersion() != "" {
+		return []bool{false, true}
+	}
+	return []bool{false}
+}
+
+func modeName(isolated bool) string {
+	if isolated {
+		return "isolated"
+	}
+	return "host"
 }
 
 // upload archives files (path -> content) as the CLI does and puts the
@@ -393,7 +420,13 @@ func eventually(t *testing.T, d time.Duration, cond func() bool) {
 // script reports who it runs as and tries another app's cache, and whose
 // .slugignore, env, health check and formation reach the release.
 func TestBuildSandboxAndManifest(t *testing.T) {
-	st := start(t, build.Config{})
+	for _, isolated := range modes() {
+		t.Run(modeName(isolated), func(t *testing.T) { testBuildSandboxAndManifest(t, isolated) })
+	}
+}
+
+func testBuildSandboxAndManifest(t *testing.T, isolated bool) {
+	st := start(t, build.Config{Isolate: isolated})
 	ctx := context.Background()
 	if res, _ := deploy(t, st, skiff.BuildRequest{ID: "other", App: "other"}, goodApp); res.Error != "" {
 		t.Fatalf("first app: %+v", res)
@@ -468,5 +501,127 @@ func TestBuildRefusesBadManifests(t *testing.T) {
 		map[string]string{"Procfile": "worker: sleep 1\n", "app.json": `{"formation": {"worker": {"quantity": 1}}}`})
 	if res.Error != "" {
 		t.Errorf("worker-only app: %+v", res)
+	}
+}
+
+// TestIsolatedBuild: an isolated build's commands run in a sandbox: the
+// app's user, a host name and processes of its own, its cgroup, and of
+// the platform's data only its own build and cache directories, which it
+// reaches at their host paths.
+func TestIsolatedBuild(t *testing.T) {
+	if !slices.Contains(modes(), true) {
+		t.Skip("isolated builds need root and cgroups")
+	}
+	st, data := startIn(t, build.Config{Isolate: true, Memory: 256 << 20})
+	os.WriteFile(filepath.Join(data, "secret.key"), []byte("platform secret"), 0o644)
+	if res, _ := deploy(t, st, skiff.BuildRequest{ID: "other", App: "other"}, goodApp); res.Error != "" {
+		t.Fatalf("first app: %+v", res)
+	}
+	os.MkdirAll(filepath.Join(data, "cache", "other", "pip"), 0o755)
+	// Run in the build's tree, data/builds/mine-N/app, whose cache is
+	// data/cache/mine. What it finds is said on lines "probe: …", which
+	// the script's own text, echoed by the build, does not hold.
+	script := `say() { echo "probe:" "$@"; }
+say "uid=$(id -u) user=$(id -un) host=$(hostname)"
+say "procs=$(ls /proc | grep -c '^[0-9]')"
+grep -q skiff/build-mine- /proc/self/cgroup && say in its cgroup
+test -e ../../../secret.key && say secret visible
+test -e ../../../cache/other && say other cache visible
+say "builds: $(ls ../..)"
+echo cached > ../../../cache/mine/note && say cache writable
+touch /usr/local/x 2>/dev/null && say usr writable
+say "dir=$(pwd)"`
+	files := map[string]string{"Procfile": "web: python3 server.py\n", "server.py": "print()\n",
+		"app.json": fmt.Sprintf(`{"scripts": {"predeploy": %q}}`, script)}
+	res, lines := deploy(t, st, skiff.BuildRequest{ID: "mine", App: "mine"}, files)
+	out := strings.Join(lines, "\n")
+	if res.Error != "" {
+		t.Fatalf("build: %+v\n%s", res, out)
+	}
+	var probes []string
+	for _, l := range lines {
+		if p, ok := strings.CutPrefix(strings.TrimSpace(l), "probe: "); ok {
+			probes = append(probes, p)
+		}
+	}
+	said := strings.Join(probes, "\n")
+	for _, want := range []string{"uid=2", "user=mine ", "host=mine.build", "in its cgroup", "cache writable",
+		"dir=" + filepath.Join(data, "builds", "mine-")} {
+		if !strings.Contains(said, want) {
+			t.Errorf("the build did not say %q:\n%s", want, said)
+		}
+	}
+	for _, bad := range []string{"uid=0", "secret visible", "other cache visible", "usr writable"} {
+		if strings.Contains(said, bad) {
+			t.Errorf("%s:\n%s", bad, said)
+		}
+	}
+	var procs int
+	var builds string
+	for _, p := range probes {
+		fmt.Sscanf(p, "procs=%d", &procs)
+		if b, ok := strings.CutPrefix(p, "builds: "); ok {
+			builds = b
+		}
+	}
+	if procs == 0 || procs > 6 {
+		t.Errorf("%d processes seen: not a PID namespace of its own\n%s", procs, said)
+	}
+	if !strings.HasPrefix(builds, "mine-") || strings.Contains(builds, " ") {
+		t.Errorf("the build sees builds %q, want its own only", builds)
+	}
+	if b, err := os.ReadFile(filepath.Join(data, "cache", "mine", "note")); err != nil || string(b) != "cached\n" {
+		t.Errorf("the cache written in the sandbox: %q, %v", b, err)
+	}
+}
+
+// TestIsolatedBuildpackOnServer: a Heroku buildpack in a directory of the
+// server is shown to the isolated build at its path, read-only; one in
+// the builder's own directories is refused.
+func TestIsolatedBuildpackOnServer(t *testing.T) {
+	if !slices.Contains(modes(), true) {
+		t.Skip("isolated builds need root and cgroups")
+	}
+	st, data := startIn(t, build.Config{Isolate: true})
+	writeBuildpack := func(dir string) {
+		for name, body := range map[string]string{
+			"bin/detect":  "#!/bin/sh\necho Probe\n",
+			"bin/compile": "#!/bin/sh\necho \"       compiled on $(hostname)\"\ntouch \"$0\" 2>/dev/null && echo '       buildpack writable'\ntrue\n",
+		} {
+			os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			// Writable by all: only the read-only mount stops the build.
+			os.Chmod(filepath.Join(dir, name), 0o777)
+		}
+	}
+	setBuildpack := func(app, bp string) {
+		if _, err := st.Apps.Upsert(context.Background(), app, func(a *skiff.App) error { a.Name = app; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := st.UpdateConfig(context.Background(), app, func(m map[string]string) error {
+			m["SKIFF_BUILDPACK"] = bp
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	bp := filepath.Join(t.TempDir(), "probe-buildpack")
+	writeBuildpack(bp)
+	setBuildpack("probe", bp)
+	res, lines := deploy(t, st, skiff.BuildRequest{ID: "probe", App: "probe"}, goodApp)
+	out := strings.Join(lines, "\n")
+	if res.Error != "" || !strings.Contains(out, "compiled on probe.build") || strings.Contains(out, "buildpack writable") {
+		t.Errorf("build with a buildpack on the server: %+v\n%s", res, out)
+	}
+
+	inData := filepath.Join(data, "cache", "probe", "evil-buildpack")
+	writeBuildpack(inData)
+	setBuildpack("evil", inData)
+	res, lines = deploy(t, st, skiff.BuildRequest{ID: "evil", App: "evil"}, goodApp)
+	if !strings.Contains(res.Error, "builder's own directory") || res.Hint == "" {
+		t.Errorf("build with a buildpack in the data directory: %+v\n%s", res, strings.Join(lines, "\n"))
 	}
 }

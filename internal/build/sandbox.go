@@ -10,9 +10,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/skiff-paas/skiff/internal/build/buildpack"
+	"github.com/skiff-paas/skiff/internal/isolate"
 	"github.com/skiff-paas/skiff/internal/skiff"
 )
 
@@ -26,40 +29,97 @@ const (
 // buildPath is the PATH of a build: the platform's toolchains.
 const buildPath = "/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin"
 
+// toolConfigs are the host's own settings of the build tools (a mirror,
+// a proxy's certificate authority), shown to isolated builds read-only as
+// they were to builds on the host.
+var toolConfigs = []string{"/etc/gitconfig", "/etc/npmrc", "/etc/pip.conf"}
+
 // sandbox runs a build's commands as the app's user (when the builder runs
-// as root), with the build's own HOME and TMPDIR, in a process group that
-// is killed whole when the build's context ends.
+// as root), with the build's own HOME and TMPDIR, killed whole when the
+// build's context ends. Isolated (iso set), each command runs in a sandbox
+// of package isolate of its own: its own mount, PID, IPC and UTS
+// namespaces, the host's runtime directories read-only, the build's
+// directories and the app's cache writable at their own paths (so that
+// commands pass host paths around as before), nothing else of the
+// platform's data, and a cgroup with the build's limits. The host's
+// network is the build's: it fetches dependencies.
 type sandbox struct {
-	uid       int // -1: run as the builder's own user
+	uid       int    // -1: run as the builder's own user
+	user      string // the user's name in an isolated sandbox: the app's
 	home, tmp string
+	iso       *isolation
+}
+
+// isolation is what a build's isolated sandboxes share.
+type isolation struct {
+	id     string // the build's: its commands' sandboxes are ID-1, ID-2…
+	root   string // where their roots are put together
+	mounts []isolate.Mount
+	limits isolate.Limits
+	cgroup string
+	n      atomic.Int64
+}
+
+// show adds host paths to the build's sandboxes, read-only. A path the
+// host lacks is left out: the command that needs it says so.
+func (iso *isolation) show(paths ...string) {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			iso.mounts = append(iso.mounts, isolate.Mount{Source: p, Target: p})
+		}
+	}
 }
 
 // Command implements buildpack.Sandbox.
-func (s sandbox) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, lookPath(name), args...)
-	cmd.Env = []string{"PATH=" + buildPath, "HOME=" + s.home, "TMPDIR=" + s.tmp, "LANG=C.UTF-8", "USER=app"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if s.uid >= 0 {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(s.uid), Gid: uint32(s.uid), NoSetGroups: true}
+func (s sandbox) Command(ctx context.Context, name string, args ...string) *buildpack.Cmd {
+	env := []string{"PATH=" + buildPath, "HOME=" + s.home, "TMPDIR=" + s.tmp, "LANG=C.UTF-8", "USER=app"}
+	path, err := lookPath(name)
+	if s.iso == nil {
+		cmd := exec.CommandContext(ctx, path, args...)
+		cmd.Env = env
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if s.uid >= 0 {
+			cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(s.uid), Gid: uint32(s.uid), NoSetGroups: true}
+		}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.WaitDelay = 5 * time.Second
+		return &buildpack.Cmd{Cmd: cmd}
 	}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	return cmd
+	cmd := isolate.Command(ctx, isolate.Spec{
+		ID: fmt.Sprintf("%s-%d", s.iso.id, s.iso.n.Add(1)), Root: s.iso.root,
+		User: s.user, UID: s.uid, Hostname: s.user + ".build",
+		Args: append([]string{path}, args...), Env: env,
+		Mounts: s.iso.mounts, Limits: s.iso.limits, Cgroup: s.iso.cgroup,
+	})
+	if err != nil {
+		// Paths are the same in the sandbox: a command missing here
+		// fails as it would have on the host.
+		cmd.Cmd.Err = err
+	}
+	return &buildpack.Cmd{Cmd: cmd.Cmd, Seal: cmd.Seal}
 }
 
 // lookPath finds a program on the build's PATH, not the server's: the
-// server's may hold directories the build user cannot enter.
-func lookPath(name string) string {
+// server's may hold directories the build user cannot enter. A path is
+// checked as exec checks it.
+func lookPath(name string) (string, error) {
 	if strings.Contains(name, "/") {
-		return name
+		info, err := os.Stat(name)
+		if err != nil {
+			return name, err
+		}
+		if !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
+			return name, &fs.PathError{Op: "exec", Path: name, Err: fs.ErrPermission}
+		}
+		return name, nil
 	}
 	for _, dir := range filepath.SplitList(buildPath) {
 		p := filepath.Join(dir, name)
 		if info, err := os.Stat(p); err == nil && info.Mode().IsRegular() && info.Mode().Perm()&0o111 != 0 {
-			return p
+			return p, nil
 		}
 	}
-	return name
+	return name, &exec.Error{Name: name, Err: exec.ErrNotFound}
 }
 
 // appUID returns the app's build user ID, giving it one on its first build:

@@ -21,23 +21,29 @@ import (
 //		os.Exit(code)
 //	}
 func Init() (int, bool) {
-	if len(os.Args) == 0 || os.Args[0] != initArg {
+	if len(os.Args) == 0 {
 		return 0, false
 	}
-	return runInit(), true
+	switch os.Args[0] {
+	case initArg:
+		return runInit(), true
+	case runArg:
+		return runCommand(), true
+	}
+	return 0, false
 }
 
 // runInit reads the spec from fd 3, builds the sandbox, starts the
 // command and supervises it, reporting on fd 4.
 func runInit() int {
 	status := os.NewFile(4, "status")
-	say := func(r report) { _ = json.NewEncoder(status).Encode(r) }
+	say := func(r report) error { return json.NewEncoder(status).Encode(r) }
 	var spec Spec
 	specFile := os.NewFile(3, "spec")
 	err := json.NewDecoder(specFile).Decode(&spec)
 	specFile.Close()
 	if err != nil {
-		say(report{Error: fmt.Sprintf("read the spec: %v", err)})
+		say(report{Error: fmt.Sprintf("read the spec: %v", err), Code: 125})
 		return 125
 	}
 	// Signals are caught from here on: as the first process of its PID
@@ -46,19 +52,30 @@ func runInit() int {
 	signal.Notify(signals, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP,
 		syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	if err := buildRoot(&spec); err != nil {
-		say(report{Error: err.Error()})
+		say(report{Error: err.Error(), Code: 125})
 		return 125
 	}
 	if err := dropPrivileges(spec.UID); err != nil {
-		say(report{Error: fmt.Sprintf("become %s: %v", spec.User, err)})
+		say(report{Error: fmt.Sprintf("become %s: %v", spec.User, err), Code: 125})
 		return 125
 	}
-	pid, err := startCommand(&spec)
-	if err != nil {
-		say(report{Error: err.Error()})
-		return 127
+	if spec.DieWithParent {
+		// Set after dropping privileges, which clears it. A parent that
+		// died before is caught below: the status pipe has no reader.
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0); err != nil {
+			say(report{Error: fmt.Sprintf("set the parent death signal: %v", err), Code: 125})
+			return 125
+		}
 	}
-	say(report{Started: true})
+	pid, code, err := startCommand(&spec)
+	if err != nil {
+		say(report{Error: err.Error(), Code: code})
+		return code
+	}
+	if err := say(report{Started: true}); err != nil && spec.DieWithParent {
+		// Nobody to report to: init's end takes every process with it.
+		return 125
+	}
 	ws := supervise(pid, signals)
 	if ws.Signaled() {
 		say(report{Code: -1, Signal: int(ws.Signal())})
@@ -102,11 +119,12 @@ func supervise(pid int, signals <-chan os.Signal) syscall.WaitStatus {
 
 // startCommand starts the command as a child of init: a session leader
 // with the terminal on its standard input as its controlling terminal,
-// or the leader of a process group.
-func startCommand(spec *Spec) (int, error) {
+// or the leader of a process group. On failure it returns the exit code
+// a shell would: 127 for a command not found, else 126.
+func startCommand(spec *Spec) (int, int, error) {
 	path, err := lookPath(spec.Args[0], spec.Env)
 	if err != nil {
-		return 0, err
+		return 0, 127, err
 	}
 	pid, err := syscall.ForkExec(path, spec.Args, &syscall.ProcAttr{
 		Dir:   spec.Dir,
@@ -114,10 +132,12 @@ func startCommand(spec *Spec) (int, error) {
 		Files: []uintptr{0, 1, 2},
 		Sys:   &syscall.SysProcAttr{Setsid: spec.TTY, Setctty: spec.TTY, Setpgid: !spec.TTY},
 	})
-	if err != nil {
-		return 0, fmt.Errorf("start %s: %w", spec.Args[0], err)
+	if errors.Is(err, syscall.ENOENT) {
+		return 0, 127, fmt.Errorf("start %s: %w", spec.Args[0], err)
+	} else if err != nil {
+		return 0, 126, fmt.Errorf("start %s: %w", spec.Args[0], err)
 	}
-	return pid, nil
+	return pid, 0, nil
 }
 
 // lookPath finds name in the PATH of env, in the sandbox.
@@ -223,7 +243,7 @@ func buildRoot(spec *Spec) error {
 		return step("/dev", err)
 	}
 	for _, m := range spec.Mounts {
-		if err := os.MkdirAll(in(m.Target), 0o755); err != nil {
+		if err := mountPoint(m.Source, in(m.Target)); err != nil {
 			return step(m.Target, err)
 		}
 		if err := bind(m.Source, in(m.Target), m.Writable); err != nil {
@@ -280,8 +300,8 @@ func buildDev(dev, size string) error {
 }
 
 // showHost shows the host's path at dst, read-only: a symlink as the
-// same symlink, a directory or file bind-mounted. A path the host lacks
-// is left out.
+// same symlink when the sandbox shows where it leads, a directory or file
+// bind-mounted. A path the host lacks is left out.
 func showHost(path, dst string) error {
 	fi, err := os.Lstat(path)
 	switch {
@@ -290,11 +310,17 @@ func showHost(path, dst string) error {
 	case err != nil:
 		return err
 	case fi.Mode()&os.ModeSymlink != 0:
-		target, err := os.Readlink(path)
-		if err != nil {
-			return err
+		resolved, err := filepath.EvalSymlinks(path)
+		if err != nil || shown(resolved) {
+			target, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, dst)
 		}
-		return os.Symlink(target, dst)
+		// Elsewhere, as /etc/resolv.conf is with systemd-resolved
+		// (/run/systemd/resolve/stub-resolv.conf): what it leads to.
+		return showHost(resolved, dst)
 	case fi.IsDir():
 		if err := os.Mkdir(dst, 0o755); err != nil {
 			return err
@@ -305,6 +331,42 @@ func showHost(path, dst string) error {
 		}
 	}
 	return bind(path, dst, false)
+}
+
+// shown reports whether the sandbox shows the host's path p (free of
+// symlinks) at the same place.
+func shown(p string) bool {
+	for _, d := range hostDirs {
+		if p == d || strings.HasPrefix(p, d+"/") {
+			return true
+		}
+	}
+	for _, name := range hostEtc {
+		if d := "/etc/" + name; p == d || strings.HasPrefix(p, d+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// mountPoint makes an empty directory or file at dst, after what src
+// is, to mount src on.
+func mountPoint(src, dst string) error {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return os.MkdirAll(dst, 0o755)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // bind mounts src at dst, read-only unless writable, never with setuid

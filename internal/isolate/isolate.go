@@ -11,6 +11,15 @@
 // forwards signals to every process of the sandbox, and ends them all
 // when the command exits. A binary that starts sandboxes must call Init
 // at the top of main, and so must a test binary, in TestMain.
+//
+// Start runs a sandbox under the caller's supervision (the agent's app
+// processes). Command instead gives an exec.Cmd-like command for code
+// written against os/exec (the builder's buildpacks): starting it
+// re-executes this binary once more, as "skiff-sandbox-run", a wrapper
+// that takes the command's environment, working directory and standard
+// files for the sandbox's, calls Start, and exits as the command did.
+//
+//	caller ── Cmd.Run ──► skiff-sandbox-run (root, host) ── Start ──► skiff-sandbox-init (new namespaces, cgroup) ──► command (the app's user)
 package isolate
 
 import (
@@ -52,7 +61,9 @@ type Spec struct {
 	// ID names the sandbox's cgroup (skiff/ID). Required, unique.
 	ID string
 	// Root is an empty host directory where the sandbox's root is put
-	// together (on a tmpfs of the sandbox's own). Required.
+	// together (on a tmpfs of the sandbox's own). Required. Sandboxes may
+	// share one: each mounts its root there in its own mount namespace,
+	// and the host's directory stays empty.
 	Root string
 	// Image is the host directory shown read-only at /app.
 	Image string
@@ -69,7 +80,7 @@ type Spec struct {
 	// Dir is the command's working directory in the sandbox; /app when
 	// empty.
 	Dir string
-	// Mounts are further host directories to show.
+	// Mounts are further host directories (or files) to show.
 	Mounts []Mount
 	Limits Limits
 	// Cgroup is "v1" or "v2", or empty to take the one the host has
@@ -84,6 +95,10 @@ type Spec struct {
 	// TmpSize bounds /tmp and the home (each) in bytes; 256 MiB when 0.
 	// What they hold counts against Limits.Memory.
 	TmpSize int64
+	// DieWithParent kills the sandbox when the thread that started it
+	// ends: for a sandbox that must not outlive its starter (the wrapper
+	// of a Cmd). An agent's sandboxes outlive the agent.
+	DieWithParent bool
 }
 
 // Sandbox is a started sandbox.
@@ -228,15 +243,25 @@ func start(spec Spec, cg cgroup) (*Sandbox, error) {
 		return fail(fmt.Errorf("set up: %w", err))
 	}
 	if first.Error != "" {
-		return fail(errors.New(first.Error))
+		return fail(&startError{code: first.Code, msg: first.Error})
 	}
 	go s.wait(status, statusR)
 	return s, nil
 }
 
+// startError is why a sandbox did not start its command, with the exit
+// code a shell would give: 127 when the command was not found, 126 when
+// it could not be run, 125 when the sandbox could not be made.
+type startError struct {
+	code int
+	msg  string
+}
+
+func (e *startError) Error() string { return e.msg }
+
 // report is what init writes on its status pipe, one JSON line each:
-// {"started":true} or {"error":...} once set up, then, at the end, how
-// the command ended.
+// {"started":true} or {"error":...,"code":N} once set up, then, at the
+// end, how the command ended.
 type report struct {
 	Started bool   `json:"started,omitempty"`
 	Error   string `json:"error,omitempty"`

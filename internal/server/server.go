@@ -67,12 +67,15 @@ type Config struct {
 	MaxImage     int64
 	// Driver is the agent's driver, "exec" or "isolated"; empty takes
 	// isolated when the server runs as root on a host with cgroups, else
-	// exec. Cgroup is the version the isolated driver uses ("v1", "v2";
-	// empty: the host's).
+	// exec. Builds are isolated when it is. Cgroup is the version the
+	// isolated driver and builds use ("v1", "v2"; empty: the host's).
 	Driver, Cgroup string
 	// InstanceMemory is the memory limit of an instance of the default
 	// size (512 MiB when 0).
 	InstanceMemory int64
+	// BuildMemory is the memory limit of each command of an isolated
+	// build (2 GiB when 0).
+	BuildMemory int64
 
 	Logger *slog.Logger
 	// Out receives the messages meant for the person who started the
@@ -80,15 +83,20 @@ type Config struct {
 	Out io.Writer
 }
 
+// driverName is the driver chosen, the default taken.
+func driverName(name string) string {
+	if name != "" {
+		return name
+	}
+	if os.Geteuid() == 0 && isolate.CgroupVersion() != "" {
+		return "isolated"
+	}
+	return "exec"
+}
+
 // agentDriver chooses the agent's driver.
 func agentDriver(name, cgroup string) (agent.Driver, error) {
-	if name == "" {
-		name = "exec"
-		if os.Geteuid() == 0 && isolate.CgroupVersion() != "" {
-			name = "isolated"
-		}
-	}
-	switch name {
+	switch name = driverName(name); name {
 	case "exec":
 		return agent.Exec{}, nil
 	case "isolated":
@@ -328,12 +336,14 @@ func newRoles(ctx context.Context, cfg Config, st *store.Store) (_ map[string]ro
 		roles[skiff.RoleAgent] = a
 	}
 	if has(skiff.RoleBuilder) {
+		isolated := driverName(cfg.Driver) == "isolated"
 		b, err := build.New(build.Config{Name: cfg.NodeName, WorkDir: filepath.Join(cfg.DataDir, "builds"),
 			CacheDir: filepath.Join(cfg.DataDir, "buildcache"), Images: images, Timeout: cfg.BuildTimeout,
-			MaxImage: cfg.MaxImage, Logger: log}, st)
+			MaxImage: cfg.MaxImage, Isolate: isolated, Cgroup: cfg.Cgroup, Memory: cfg.BuildMemory, Logger: log}, st)
 		if err != nil {
 			return nil, err
 		}
+		log.Info("build sandbox", "isolated", isolated)
 		roles[skiff.RoleBuilder] = b
 	}
 	sshAddr := ""

@@ -175,7 +175,9 @@ func must(b []byte, err error) []byte {
 
 // v2Buildpack is a Heroku v2 buildpack for apps with a hello.txt: compile
 // reads a config var from ENV_DIR, counts builds in CACHE_DIR and writes a
-// .profile.d script that the web process needs at run time.
+// .profile.d script that the web process needs at run time. It also says
+// what it finds of the host: its name, and whether the server's data
+// directory (PROBE_DATA in ENV_DIR) shows its keys or another app's cache.
 var v2Buildpack = map[string]string{
 	"bin/detect": "#!/bin/sh\n[ -f \"$1/hello.txt\" ] && echo Hello\n",
 	"bin/compile": `#!/bin/sh
@@ -184,6 +186,10 @@ BUILD_DIR=$1 CACHE_DIR=$2 ENV_DIR=$3
 echo "-----> Installing hello"
 echo build >> "$CACHE_DIR/count"
 echo "       build number $(wc -l < "$CACHE_DIR/count" | tr -d ' ')"
+DATA=$(cat "$ENV_DIR/PROBE_DATA")
+echo "       probe: uid $(id -u) on $(hostname)"
+if test -e "$DATA/admin.token"; then echo "       probe: admin.token seen"; fi
+if test -e "$DATA/buildcache/other"; then echo "       probe: the cache of app other seen"; fi
 mkdir -p "$BUILD_DIR/bin" "$BUILD_DIR/.profile.d"
 echo "export HELLO_SUFFIX='$(cat "$ENV_DIR/SUFFIX")'" > "$BUILD_DIR/.profile.d/hello.sh"
 cat > "$BUILD_DIR/bin/web" <<'WEB'
@@ -204,7 +210,9 @@ chmod +x "$BUILD_DIR/bin/web"
 
 // TestHerokuV2Buildpack pushes an app built by a Heroku v2 buildpack named
 // by its git URL in SKIFF_BUILDPACK, twice: the buildpack's cache dir
-// persists between builds and its .profile.d script runs at start.
+// persists between builds and its .profile.d script runs at start. As
+// root, the build runs in a sandbox: of the data directory, it sees its
+// own build and cache directories only.
 func TestHerokuV2Buildpack(t *testing.T) {
 	bp := t.TempDir()
 	for name, content := range v2Buildpack {
@@ -223,7 +231,8 @@ func TestHerokuV2Buildpack(t *testing.T) {
 	key := sshKey(t, s.home)
 	s.ok("keys", "add")
 	s.ok("apps", "create", "hello")
-	s.ok("config", "set", "-a", "hello", "SKIFF_BUILDPACK=file://"+bp+"#main", "SUFFIX=and its profile")
+	s.ok("config", "set", "-a", "hello", "SKIFF_BUILDPACK=file://"+bp+"#main", "SUFFIX=and its profile", "PROBE_DATA="+s.data)
+	os.MkdirAll(filepath.Join(s.data, "buildcache", "other"), 0o755)
 	dir := t.TempDir()
 	url := "ssh://git@" + s.sshAddr + "/hello.git"
 	mustGit(t, dir, "/dev/null", "init", "-q", "-b", "main")
@@ -234,6 +243,11 @@ func TestHerokuV2Buildpack(t *testing.T) {
 		for _, want := range []string{"Installing hello", fmt.Sprintf("build number %d", i+1)} {
 			if !strings.Contains(out, want) {
 				t.Fatalf("push %d lacks %q:\n%s", i+1, want, out)
+			}
+		}
+		if os.Geteuid() == 0 {
+			if strings.Contains(out, "probe: uid 0 ") || !strings.Contains(out, "on hello.build") || strings.Contains(out, "token seen") || strings.Contains(out, "other seen") {
+				t.Fatalf("push %d: the build did not run in its sandbox:\n%s", i+1, out)
 			}
 		}
 		s.waitFor(host("hello"), fmt.Sprintf("%s and its profile release=v%d", greeting, i+1))

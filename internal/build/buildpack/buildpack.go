@@ -5,9 +5,11 @@
 //
 // The builder role owns everything around a compile: fetching the source,
 // the sandbox (the app's build user, its own HOME and TMPDIR, a time
-// limit), the per-app cache directory, and packing the result into an
-// image. A buildpack only reads and writes the tree and its own cache
-// subdirectory, and runs commands through the Sandbox it is given.
+// limit, and as root its own namespaces and cgroup), the per-app cache
+// directory, and packing the result into an image. A buildpack only reads
+// and writes the tree and its own cache subdirectory, and runs commands
+// through the Sandbox it is given; one that needs more of the server's
+// files says so (HostReader).
 package buildpack
 
 import (
@@ -64,15 +66,77 @@ func (b *Build) MkdirAll(ctx context.Context, dir string) error {
 	return nil
 }
 
-// Sandbox makes the commands a build runs. The builder's sandbox runs them
-// as the app's build user, never root, with HOME and TMPDIR of the build's
-// own, a PATH with the platform's toolchains, and kills them (and
-// everything they started) when ctx ends.
+// Sandbox makes the commands a build runs. The builder's sandbox runs
+// each in a sandbox of its own (package isolate) where only the build's
+// directories and the app's cache are writable, as the app's build user,
+// never root, with HOME and TMPDIR of the build's own, a PATH with the
+// platform's toolchains, and kills them (and everything they started)
+// when ctx ends.
 type Sandbox interface {
 	// Command returns a command ready to run. Its Env holds the base
 	// environment (PATH, HOME, TMPDIR, LANG); the caller appends to it,
-	// sets Dir, Stdout and Stderr, and runs it.
-	Command(ctx context.Context, name string, args ...string) *exec.Cmd
+	// sets Dir, Stdout and Stderr, and runs it with the Cmd's own Run,
+	// Output or CombinedOutput (or Start and Wait).
+	Command(ctx context.Context, name string, args ...string) *Cmd
+}
+
+// Cmd is a command a Sandbox made: an exec.Cmd, set up as one, whose
+// sandbox may need a last word before it starts.
+type Cmd struct {
+	*exec.Cmd
+	// Seal, when not nil, is called once the caller has set the command
+	// up, just before it starts; its error is the start's. A sandbox
+	// that runs commands through a wrapper takes the environment and
+	// directory the caller set here.
+	Seal func() error
+}
+
+func (c *Cmd) seal() error {
+	if c.Seal == nil {
+		return nil
+	}
+	return c.Seal()
+}
+
+// Start seals and starts the command.
+func (c *Cmd) Start() error {
+	if err := c.seal(); err != nil {
+		return err
+	}
+	return c.Cmd.Start()
+}
+
+// Run seals and runs the command.
+func (c *Cmd) Run() error {
+	if err := c.seal(); err != nil {
+		return err
+	}
+	return c.Cmd.Run()
+}
+
+// Output seals and runs the command and returns its standard output.
+func (c *Cmd) Output() ([]byte, error) {
+	if err := c.seal(); err != nil {
+		return nil, err
+	}
+	return c.Cmd.Output()
+}
+
+// CombinedOutput seals and runs the command and returns its standard
+// output and error.
+func (c *Cmd) CombinedOutput() ([]byte, error) {
+	if err := c.seal(); err != nil {
+		return nil, err
+	}
+	return c.Cmd.CombinedOutput()
+}
+
+// HostReader is implemented by a buildpack whose commands read files of
+// the build server beyond the platform's toolchains, the tree and the
+// cache (a Heroku v2 buildpack in a directory of the server): the
+// sandbox shows them, read-only, at the same paths.
+type HostReader interface {
+	HostPaths() []string
 }
 
 // Result is what a compile found out about the app.
@@ -101,12 +165,12 @@ type Direct struct {
 }
 
 // Command implements Sandbox.
-func (d Direct) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+func (d Direct) Command(ctx context.Context, name string, args ...string) *Cmd {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + d.Home, "TMPDIR=" + d.Tmp, "LANG=C.UTF-8"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	return cmd
+	return &Cmd{Cmd: cmd}
 }
 
 // Indent wraps w so that every line written to it is indented by seven
@@ -151,7 +215,7 @@ func (in *Indenter) Flush() error {
 
 // command makes a sandboxed command in dir with env added to the
 // sandbox's own environment.
-func (b *Build) command(ctx context.Context, dir string, env []string, name string, args ...string) *exec.Cmd {
+func (b *Build) command(ctx context.Context, dir string, env []string, name string, args ...string) *Cmd {
 	cmd := b.Sandbox.Command(ctx, name, args...)
 	cmd.Dir = dir
 	cmd.Env = append(cmd.Env, env...)
@@ -167,7 +231,7 @@ type flushWriter interface {
 
 // runTo runs cmd with its standard output and error to out, flushed
 // afterwards.
-func runTo(cmd *exec.Cmd, out flushWriter) error {
+func runTo(cmd *Cmd, out flushWriter) error {
 	cmd.Stdout, cmd.Stderr = out, out
 	err := cmd.Run()
 	if ferr := out.Flush(); err == nil {
@@ -178,7 +242,7 @@ func runTo(cmd *exec.Cmd, out flushWriter) error {
 
 // outputOf runs cmd and returns its standard output; its standard error
 // goes to w, indented.
-func outputOf(cmd *exec.Cmd, w io.Writer) ([]byte, error) {
+func outputOf(cmd *Cmd, w io.Writer) ([]byte, error) {
 	var stdout bytes.Buffer
 	errs := Indent(w)
 	cmd.Stdout, cmd.Stderr = &stdout, errs

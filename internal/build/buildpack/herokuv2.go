@@ -70,6 +70,21 @@ func (h *herokuV2) Name() string {
 	return v2BaseName(h.source)
 }
 
+var _ HostReader = (*herokuV2)(nil)
+
+// HostPaths implements HostReader: a buildpack in a directory of the
+// server, or cloned from a repository there.
+func (h *herokuV2) HostPaths() []string {
+	url, _, git := v2ParseSource(h.source)
+	if git {
+		url = strings.TrimPrefix(url, "file://")
+	}
+	if !filepath.IsAbs(url) {
+		return nil
+	}
+	return []string{filepath.Clean(url)}
+}
+
 // Detect says yes: bin/detect runs in the sandbox, from Compile.
 func (h *herokuV2) Detect(dir string) (bool, error) { return true, nil }
 

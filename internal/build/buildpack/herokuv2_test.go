@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -355,6 +356,22 @@ func TestIsV2Source(t *testing.T) {
 	} {
 		if url, ref, git := v2ParseSource(tc.source); !git || url != tc.url || ref != tc.ref {
 			t.Errorf("v2ParseSource(%q) = %q, %q, %v", tc.source, url, ref, git)
+		}
+	}
+}
+
+// TestV2HostPaths: a buildpack read from the server names what the
+// build's sandbox must show of it; one fetched from elsewhere, nothing.
+func TestV2HostPaths(t *testing.T) {
+	for source, want := range map[string][]string{
+		"/srv/buildpacks/hello/":                     {"/srv/buildpacks/hello"},
+		"file:///srv/git/bp#main":                    {"/srv/git/bp"},
+		"/srv/git/bp.git#v1":                         {"/srv/git/bp.git"},
+		"https://github.com/heroku/heroku-buildpack": nil,
+		"git@github.com:team/custom-bp.git#abc1234":  nil,
+	} {
+		if got := HerokuV2(source).(HostReader).HostPaths(); !slices.Equal(got, want) {
+			t.Errorf("HostPaths of %s = %q, want %q", source, got, want)
 		}
 	}
 }

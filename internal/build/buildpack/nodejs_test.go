@@ -318,9 +318,9 @@ func TestNodejsInvalidPackageJSON(t *testing.T) {
 // failSandbox fails a test that runs a command.
 type failSandbox struct{ t *testing.T }
 
-func (s failSandbox) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+func (s failSandbox) Command(ctx context.Context, name string, args ...string) *Cmd {
 	s.t.Errorf("ran %s %v", name, args)
-	return exec.CommandContext(ctx, "false")
+	return &Cmd{Cmd: exec.CommandContext(ctx, "false")}
 }
 
 func TestNodeBuildScript(t *testing.T) {

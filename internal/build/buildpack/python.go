@@ -268,7 +268,7 @@ func pyEnv(appEnv map[string]string, cache, venv string) []string {
 }
 
 // command makes a sandboxed command in dir with the Python environment.
-func (j *pyJob) command(dir, name string, args ...string) *exec.Cmd {
+func (j *pyJob) command(dir, name string, args ...string) *Cmd {
 	cmd := j.b.command(j.ctx, dir, nil, name, args...)
 	path := ""
 	for _, kv := range cmd.Env {
