@@ -65,6 +65,7 @@ next start every app comes back as it was.`,
 	f.StringVar(&cfg.DataDir, "data", defaultDataDir(), "data directory: state, images, keys")
 	f.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:7070", "address of the HTTP API")
 	f.StringVar(&cfg.RouterAddr, "router-addr", ":8080", "address the router serves apps on")
+	f.StringVar(&cfg.RouterTLSAddr, "router-tls-addr", "", "address the router serves apps on over HTTPS, e.g. :443 (default: none)")
 	f.StringVar(&cfg.SSHAddr, "ssh-addr", ":2222", "address of the SSH endpoint for git push and clone")
 	f.StringVar(&cfg.BusAddr, "bus-addr", "", "address the bus listens on for other nodes (default: none, in-process only)")
 	f.StringVar(&cfg.Domain, "domain", "localhost", "apps answer at NAME.DOMAIN")

@@ -164,6 +164,8 @@ func (a *API) Handler() http.Handler {
 	auth("GET /v1/apps/{app}/logs", a.logs)
 	auth("POST /v1/apps/{app}/runs", a.run)
 	auth("PUT /v1/apps/{app}/maintenance", a.setMaintenance)
+	auth("GET /v1/apps/{app}/router", a.getRouterSettings)
+	auth("PATCH /v1/apps/{app}/router", a.changeRouterSettings)
 	auth("GET /v1/apps/{app}/healthcheck", a.getHealthCheck)
 	auth("PUT /v1/apps/{app}/healthcheck", a.setHealthCheck)
 	auth("DELETE /v1/apps/{app}/healthcheck", a.unsetHealthCheck)

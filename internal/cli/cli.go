@@ -100,7 +100,7 @@ Log in once with the token the server printed, then deploy:
 
 	e := &env{g: g}
 	root.AddGroup(&cobra.Group{ID: "apps", Title: "Apps:"}, &cobra.Group{ID: "run", Title: "Running apps:"})
-	for _, c := range []*cobra.Command{appsCommand(e), deployCommand(e), configCommand(e), domainsCommand(e), certsCommand(e), healthCheckCommand(e)} {
+	for _, c := range []*cobra.Command{appsCommand(e), deployCommand(e), configCommand(e), domainsCommand(e), certsCommand(e), healthCheckCommand(e), routerCommand(e)} {
 		c.GroupID = "apps"
 		root.AddCommand(c)
 	}

@@ -447,3 +447,15 @@ func (c *Client) AddCert(ctx context.Context, app, certPEM, keyPEM string) ([]sk
 func (c *Client) RemoveCert(ctx context.Context, app, hostname string) error {
 	return c.call(ctx, "DELETE", appPath(app, "certs", url.PathEscape(hostname)), nil, nil)
 }
+
+// RouterSettings returns an app's router settings.
+func (c *Client) RouterSettings(ctx context.Context, app string) (skiff.RouterSettings, error) {
+	var s skiff.RouterSettings
+	return s, c.call(ctx, "GET", appPath(app, "router"), nil, &s)
+}
+
+// ChangeRouterSettings changes an app's router settings.
+func (c *Client) ChangeRouterSettings(ctx context.Context, app string, ch skiff.RouterChange) (skiff.RouterSettings, error) {
+	var s skiff.RouterSettings
+	return s, c.call(ctx, "PATCH", appPath(app, "router"), ch, &s)
+}

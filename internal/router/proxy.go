@@ -2,6 +2,7 @@ package router
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/skiff-paas/skiff/internal/skiff"
 )
 
 // Timeouts of client connections.
@@ -20,21 +23,23 @@ const (
 
 // clientConn is a connection from a client, served one request at a time.
 type clientConn struct {
-	r       *Router
-	c       net.Conn
-	br      *bufio.Reader
-	bw      *bufio.Writer
-	req     head
-	resp    head
-	buf     []byte
-	ip      []byte // the client's address, for X-Forwarded-For
-	active  atomic.Bool
-	tried   []*backend
-	secure  bool // the connection is over TLS
-	hostLC  [256]byte
-	scratch [64]byte // for numbers being written
-	out     countingConn
-	entry   accessEntry // the current request's access log entry
+	r      *Router
+	c      net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	req    head
+	resp   head
+	buf    []byte
+	ip     []byte // the client's address, for X-Forwarded-For
+	active atomic.Bool
+	tried  []*backend
+	secure bool // the connection is over TLS
+	// setCookie is the backend a sticky session's cookie must now name.
+	setCookie *backend
+	hostLC    [256]byte
+	scratch   [64]byte // for numbers being written
+	out       countingConn
+	entry     accessEntry // the current request's access log entry
 }
 
 // countingConn counts the bytes written to a client, for the access log.
@@ -166,6 +171,11 @@ func (cc *clientConn) proxy() bool {
 		cc.reply(503, "App "+e.name+" is down for maintenance. Please try again later.\n", !keep)
 		return keep
 	}
+	settings := e.settings.Load()
+	if settings.HTTPSRedirect && !cc.secure && cc.r.tlsPort != "" {
+		cc.redirectHTTPS(host, !keep)
+		return keep
+	}
 	rt := e.route.Load()
 	if len(rt.backends) == 0 {
 		cc.reply(503, "App "+e.name+" has no running web process. See skiff ps -a "+e.name+".\n", !keep)
@@ -182,8 +192,24 @@ func (cc *clientConn) proxy() bool {
 
 	cc.tried = cc.tried[:0]
 	now := time.Now().UnixNano()
+	var stuck *backend // the backend the client's sticky cookie names
+	if settings.Sticky {
+		stuck = rt.byID(req.cookie(skiff.StickyCookie), now)
+	}
 	for attempt := 0; ; attempt++ {
-		b := rt.pick(now, cc.tried)
+		var b *backend
+		switch {
+		case attempt == 0 && stuck != nil:
+			b = stuck
+		case settings.Balance == skiff.BalanceRoundRobin:
+			b = rt.next(now, cc.tried)
+		default:
+			b = rt.pick(now, cc.tried)
+		}
+		cc.setCookie = nil
+		if settings.Sticky && b != stuck && b != nil {
+			cc.setCookie = b
+		}
 		if b == nil || attempt > len(rt.backends)+2 {
 			cc.reply(502, "App "+e.name+" did not answer the request.\n", !keep)
 			return keep
@@ -494,6 +520,11 @@ func (cc *clientConn) writeResponse(bc *backendConn) outcome {
 	if resp.chunked && !bodyless && !dechunk {
 		w.WriteString("Transfer-Encoding: chunked\r\n")
 	}
+	if b := cc.setCookie; b != nil {
+		w.WriteString("Set-Cookie: " + skiff.StickyCookie + "=")
+		w.WriteString(b.id)
+		w.WriteString("; Path=/; HttpOnly; SameSite=Lax\r\n")
+	}
 	if closeClient {
 		w.WriteString("Connection: close\r\n")
 	} else if req.minor == 0 {
@@ -583,6 +614,48 @@ func (cc *clientConn) tunnel(bc *backendConn) {
 		tc.CloseWrite()
 	}
 	<-done
+}
+
+// redirectHTTPS answers with a redirect to the same URL over HTTPS.
+func (cc *clientConn) redirectHTTPS(host []byte, close bool) {
+	cc.entry.status = 308
+	w := cc.bw
+	w.WriteString("HTTP/1.1 308 Permanent Redirect\r\nLocation: https://")
+	w.Write(host)
+	if cc.r.tlsPort != "443" {
+		w.WriteByte(':')
+		w.WriteString(cc.r.tlsPort)
+	}
+	w.Write(cc.req.target)
+	w.WriteString("\r\nContent-Length: 0\r\n")
+	if close {
+		w.WriteString("Connection: close\r\n")
+	}
+	w.WriteString("\r\n")
+	w.Flush()
+}
+
+// cookie returns the value of the request's cookie name, or nil.
+func (h *head) cookie(name string) []byte {
+	for _, f := range h.fields {
+		if !equalFold(f.name, "cookie") {
+			continue
+		}
+		v := f.value
+		for len(v) > 0 {
+			var pair []byte
+			if i := bytes.IndexByte(v, ';'); i >= 0 {
+				pair, v = v[:i], v[i+1:]
+			} else {
+				pair, v = v, nil
+			}
+			pair = trimOWS(pair)
+			if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
+				return pair[len(name)+1:]
+			}
+		}
+	}
+	return nil
 }
 
 // startEntry begins the access log entry of the current request.

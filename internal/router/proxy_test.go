@@ -362,3 +362,72 @@ func TestMaintenance(t *testing.T) {
 	e.st.Apps.Put(context.Background(), "shop", skiff.App{Name: "shop", Current: 1})
 	eventually(t, func() bool { code, _ := e.get("shop.apps.test", "/"); return code == 200 })
 }
+
+// TestRouterSettings: round robin, sticky sessions and the redirect to
+// HTTPS, as app settings.
+func TestRouterSettings(t *testing.T) {
+	e := start(t)
+	e.app("shop", 1)
+	e.instance("shop", "a", 1, skiff.StateUp, upstream(t, "one"))
+	e.instance("shop", "b", 1, skiff.StateUp, upstream(t, "two"))
+	settings := func(s skiff.RouterSettings) {
+		e.st.Apps.Put(context.Background(), "shop", skiff.App{Name: "shop", Current: 1, Router: s})
+		eventually(t, func() bool {
+			en := e.r.table.Load().lookup([]byte("shop.apps.test"))
+			return en != nil && *en.settings.Load() == s && len(en.route.Load().backends) == 2
+		})
+	}
+
+	settings(skiff.RouterSettings{Balance: skiff.BalanceRoundRobin})
+	var seq []string
+	for i := 0; i < 6; i++ {
+		_, body := e.get("shop.apps.test", "/")
+		seq = append(seq, strings.Fields(body)[0])
+	}
+	for i := 1; i < len(seq); i++ {
+		if seq[i] == seq[i-1] {
+			t.Fatalf("round robin served %v", seq)
+		}
+	}
+
+	settings(skiff.RouterSettings{Sticky: true})
+	req, _ := http.NewRequest("GET", "http://"+e.r.Addr()+"/", nil)
+	req.Host = "shop.apps.test"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := strings.Fields(string(mustRead(resp.Body)))[0]
+	resp.Body.Close()
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == skiff.StickyCookie {
+			cookie = c
+		}
+	}
+	if cookie == nil {
+		t.Fatalf("no sticky cookie: %v", resp.Header)
+	}
+	for i := 0; i < 10; i++ {
+		req, _ := http.NewRequest("GET", "http://"+e.r.Addr()+"/", nil)
+		req.Host = "shop.apps.test"
+		req.AddCookie(&http.Cookie{Name: "other", Value: "x"})
+		req.AddCookie(cookie)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Fields(string(mustRead(resp.Body)))[0]
+		resp.Body.Close()
+		if got != first || resp.Header.Get("Set-Cookie") != "" {
+			t.Fatalf("request %d with the cookie went to %s (first %s), set-cookie %q", i, got, first, resp.Header.Get("Set-Cookie"))
+		}
+	}
+
+	settings(skiff.RouterSettings{HTTPSRedirect: true})
+	out := e.raw("GET /cart?x=1 HTTP/1.1\r\nHost: shop.apps.test\r\nConnection: close\r\n\r\n")
+	_, port, _ := net.SplitHostPort(e.r.TLSAddr())
+	if !strings.HasPrefix(out, "HTTP/1.1 308") || !strings.Contains(out, "Location: https://shop.apps.test:"+port+"/cart?x=1\r\n") {
+		t.Fatalf("redirect: %q", out)
+	}
+}

@@ -58,11 +58,52 @@ type appEntry struct {
 	name        string
 	route       atomic.Pointer[route]
 	maintenance atomic.Bool // answer with the maintenance page
+	settings    atomic.Pointer[skiff.RouterSettings]
 }
 
 // route is an app's backends at one moment.
 type route struct {
 	backends []*backend
+	rr       atomic.Uint64 // round-robin position
+}
+
+// next chooses backends in turn, skipping those that are down or tried.
+func (rt *route) next(now int64, tried []*backend) *backend {
+	n := uint64(len(rt.backends))
+	start := rt.rr.Add(1)
+	var fallback *backend
+	for i := uint64(0); i < n; i++ {
+		b := rt.backends[(start+i)%n]
+		if contains(tried, b) {
+			continue
+		}
+		if b.up(now) {
+			return b
+		}
+		if fallback == nil {
+			fallback = b
+		}
+	}
+	return fallback
+}
+
+// byID finds the backend of instance id, if it is up.
+func (rt *route) byID(id []byte, now int64) *backend {
+	for _, b := range rt.backends {
+		if b.id == string(id) && b.up(now) {
+			return b
+		}
+	}
+	return nil
+}
+
+func contains(bs []*backend, b *backend) bool {
+	for _, x := range bs {
+		if x == b {
+			return true
+		}
+	}
+	return false
 }
 
 // backend is one web instance as the router sends it requests.
@@ -92,14 +133,7 @@ func (b *backend) up(now int64) bool { return b.downUntil.Load() <= now }
 func (rt *route) pick(now int64, tried []*backend) *backend {
 	bs := rt.backends
 	n := len(bs)
-	ok := func(b *backend) bool {
-		for _, t := range tried {
-			if t == b {
-				return false
-			}
-		}
-		return true
-	}
+	ok := func(b *backend) bool { return !contains(tried, b) }
 	if n == 1 {
 		if ok(bs[0]) {
 			return bs[0]
@@ -246,6 +280,8 @@ func (v *view) updateApp(app string) {
 		v.entries[app] = e
 	}
 	e.maintenance.Store(a.Maintenance)
+	settings := a.Router
+	e.settings.Store(&settings)
 	var up, current []skiff.Instance
 	for _, i := range v.instances[app] {
 		if i.Proc == "web" && i.State == skiff.StateUp && i.Addr != "" {

@@ -51,7 +51,9 @@ type Config struct {
 	NodeName   string
 	APIAddr    string
 	RouterAddr string
-	SSHAddr    string
+	// RouterTLSAddr is where the router serves HTTPS; empty: nowhere.
+	RouterTLSAddr string
+	SSHAddr       string
 	// BusAddr, when set, is where the bus listens for other processes.
 	BusAddr string
 	// Domain: apps answer at NAME.Domain.
@@ -300,7 +302,8 @@ func newRoles(ctx context.Context, cfg Config, st *store.Store) (_ map[string]ro
 	}
 	routerPort := 0
 	if has(skiff.RoleRouter) {
-		r, err := router.New(router.Config{Addr: cfg.RouterAddr, Domain: cfg.Domain, Logger: log}, st)
+		r, err := router.New(router.Config{Addr: cfg.RouterAddr, TLSAddr: cfg.RouterTLSAddr, Domain: cfg.Domain,
+			AccessLog: true, Logger: log}, st)
 		if err != nil {
 			return nil, err
 		}

@@ -241,3 +241,11 @@ type HealthCheckView struct {
 type HealthCheckChange struct {
 	Path string `json:"path"`
 }
+
+// RouterChange is the body of PATCH /v1/apps/{app}/router: the settings
+// to change; absent ones stay as they are.
+type RouterChange struct {
+	Balance       *string `json:"balance,omitempty"`
+	Sticky        *bool   `json:"sticky,omitempty"`
+	HTTPSRedirect *bool   `json:"https_redirect,omitempty"`
+}

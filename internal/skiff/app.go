@@ -30,7 +30,30 @@ type App struct {
 	// Maintenance makes the router answer the app's requests with a 503
 	// page while its processes keep running.
 	Maintenance bool `json:"maintenance,omitempty"`
+	// Router holds how the router treats the app's requests.
+	Router RouterSettings `json:"router,omitempty"`
 }
+
+// RouterSettings are an app's settings of the router.
+type RouterSettings struct {
+	// Balance is BalanceLeastConnections (the default) or
+	// BalanceRoundRobin.
+	Balance string `json:"balance,omitempty"`
+	// Sticky sends a client's requests to the same backend while it is
+	// up, by a cookie the router sets.
+	Sticky bool `json:"sticky,omitempty"`
+	// HTTPSRedirect answers plain HTTP requests with a redirect to HTTPS.
+	HTTPSRedirect bool `json:"https_redirect,omitempty"`
+}
+
+// Ways of balancing an app's requests over its backends.
+const (
+	BalanceLeastConnections = "least-connections"
+	BalanceRoundRobin       = "round-robin"
+)
+
+// StickyCookie is the cookie of sticky sessions: it names the backend.
+const StickyCookie = "skiff_backend"
 
 // ValidateHealthCheck reports why path cannot be a health check path, or
 // nil.

@@ -198,7 +198,7 @@ func TestGitPushRefusals(t *testing.T) {
 	// ssh without a git command says what the endpoint is for.
 	cmd := exec.Command("ssh", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
 		"-o", "LogLevel=ERROR", "-p", strings.Split(s.sshAddr, ":")[1], "git@127.0.0.1", "ls")
-	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "git push and git clone only") {
+	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "serves git push, git clone and run APP -- COMMAND") {
 		t.Fatalf("ssh ls: %v %s", err, b)
 	}
 	// Pushes to two apps run side by side and both deploy.
