@@ -32,11 +32,11 @@ func TestParseCommand(t *testing.T) {
 
 func TestParseRun(t *testing.T) {
 	for cmd, want := range map[string][2]string{
-		"run shop -- bash":                 {"shop", "bash"},
-		"run shop":                         {"shop", "bash"},
-		"run shop -- python manage.py x":   {"shop", "python manage.py x"},
-		"run shop echo 'a  b'":             {"shop", "echo 'a  b'"},
-		"run shop -- --version":            {"shop", "--version"},
+		"run shop -- bash":                  {"shop", "bash"},
+		"run shop":                          {"shop", "bash"},
+		"run shop -- python manage.py x":    {"shop", "python manage.py x"},
+		"run shop echo 'a  b'":              {"shop", "echo 'a  b'"},
+		"run shop -- --version":             {"shop", "--version"},
 		"  run   shop   --   ls -la /app  ": {"shop", "ls -la /app"},
 	} {
 		app, line, err := parseRun(cmd)
