@@ -25,6 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/skiff-paas/skiff/internal/archive"
 	"github.com/skiff-paas/skiff/internal/oneoff"
 	"github.com/skiff-paas/skiff/internal/skiff"
@@ -139,6 +141,10 @@ func (a *API) Run(ctx context.Context) error {
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.healthz)
+	metrics := promhttp.Handler()
+	mux.HandleFunc("GET /metrics", a.authenticated(admin(func(w http.ResponseWriter, r *http.Request, _ skiff.Token) {
+		metrics.ServeHTTP(w, r)
+	})))
 	auth := func(pattern string, h func(http.ResponseWriter, *http.Request, skiff.Token)) {
 		mux.HandleFunc(pattern, a.authenticated(h))
 	}

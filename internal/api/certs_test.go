@@ -1,7 +1,9 @@
 package api_test
 
 import (
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/skiff-paas/skiff/internal/skiff"
@@ -43,4 +45,22 @@ func TestCerts(t *testing.T) {
 	if len(list) != 0 {
 		t.Fatalf("left %+v", list)
 	}
+}
+
+// TestMetricsNeedAnAdmin: /metrics serves Prometheus's format to admins.
+func TestMetricsNeedAnAdmin(t *testing.T) {
+	e := start(t)
+	req, _ := http.NewRequest("GET", e.url+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "go_goroutines") {
+		t.Fatalf("metrics: %d %.200s", resp.StatusCode, b)
+	}
+	e.token = ""
+	e.expect("GET", "/metrics", nil, http.StatusUnauthorized, skiff.KindUnauthorized, "")
 }

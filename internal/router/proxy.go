@@ -164,9 +164,12 @@ func (cc *clientConn) proxy() bool {
 		return keep
 	}
 	cc.startEntry(e.name, host)
-	defer cc.r.logAccess(&cc.entry)
-	sent := cc.out.n
-	defer func() { cc.entry.bytes = cc.out.n - sent }()
+	began, sent := time.Now(), cc.out.n
+	defer func() {
+		cc.entry.bytes = cc.out.n - sent
+		e.metrics.observe(cc.entry.status, time.Since(began), cc.entry.bytes)
+		cc.r.logAccess(&cc.entry)
+	}()
 	if e.maintenance.Load() {
 		cc.reply(503, "App "+e.name+" is down for maintenance. Please try again later.\n", !keep)
 		return keep

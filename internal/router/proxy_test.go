@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/skiff-paas/skiff/internal/bus/bustest"
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
@@ -429,5 +431,22 @@ func TestRouterSettings(t *testing.T) {
 	_, port, _ := net.SplitHostPort(e.r.TLSAddr())
 	if !strings.HasPrefix(out, "HTTP/1.1 308") || !strings.Contains(out, "Location: https://shop.apps.test:"+port+"/cart?x=1\r\n") {
 		t.Fatalf("redirect: %q", out)
+	}
+}
+
+// TestMetrics: requests are counted per app and status class.
+func TestMetrics(t *testing.T) {
+	e := start(t)
+	addr, _ := echo(t)
+	e.route(t, "counted", addr, "/")
+	before := testutil.ToFloat64(requestsTotal.WithLabelValues("counted", "2xx"))
+	for i := 0; i < 3; i++ {
+		e.get("counted.apps.test", "/")
+	}
+	if got := testutil.ToFloat64(requestsTotal.WithLabelValues("counted", "2xx")) - before; got != 3 {
+		t.Errorf("2xx of counted grew by %v, want 3", got)
+	}
+	if testutil.ToFloat64(responseBytes.WithLabelValues("counted")) <= 0 {
+		t.Error("no bytes counted")
 	}
 }

@@ -59,6 +59,7 @@ type appEntry struct {
 	route       atomic.Pointer[route]
 	maintenance atomic.Bool // answer with the maintenance page
 	settings    atomic.Pointer[skiff.RouterSettings]
+	metrics     *appMetrics
 }
 
 // route is an app's backends at one moment.
@@ -270,12 +271,13 @@ func (v *view) updateApp(app string) {
 	if !ok {
 		if e != nil {
 			v.retire(e.route.Load(), nil)
+			e.metrics.forget(app)
 			delete(v.entries, app)
 		}
 		return
 	}
 	if e == nil {
-		e = &appEntry{name: app}
+		e = &appEntry{name: app, metrics: newAppMetrics(app)}
 		e.route.Store(&route{})
 		v.entries[app] = e
 	}
@@ -404,6 +406,7 @@ func (r *Router) follow(ctx context.Context, synced chan<- struct{}) error {
 				default:
 					v.apply(c, b)
 				}
+				routeChanges.Inc()
 				select {
 				case c = <-changes:
 				default:
