@@ -212,15 +212,12 @@ func TestGoCompile(t *testing.T) {
 		start := time.Now()
 		_, err := Go().Compile(ctx, b)
 		took := time.Since(start)
-		t.Logf("cached rebuild: %s\n%s", took, out)
+		t.Logf("cached rebuild: %s (first: %s)\n%s", took, first, out)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if n := proxy.count() - before; n != 0 {
 			t.Fatalf("cached rebuild made %d proxy requests, want 0", n)
-		}
-		if took >= first {
-			t.Fatalf("cached rebuild took %s, no faster than the first build (%s)", took, first)
 		}
 		if strings.Contains(out.String(), "downloading") {
 			t.Fatalf("cached rebuild downloaded modules:\n%s", out)
