@@ -44,4 +44,15 @@ if ! command -v go >/dev/null 2>&1; then
 	rm -rf "$tmp"
 fi
 go mod download
+
+# Let's Encrypt's ACME test server and its DNS, which the router's ACME
+# tests run on loopback (they are Go programs, from the Go module proxy).
+pebble=v2.10.1
+if [ ! -x bin/tools/pebble ] || [ ! -x bin/tools/pebble-challtestsrv ] || [ "$(cat bin/tools/.pebble 2>/dev/null)" != "$pebble" ]; then
+	echo "setup: installing pebble $pebble"
+	mkdir -p bin/tools
+	GOBIN="$PWD/bin/tools" GOFLAGS=-mod=mod go install "github.com/letsencrypt/pebble/v2/cmd/pebble@$pebble" \
+		"github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv@$pebble"
+	echo "$pebble" > bin/tools/.pebble
+fi
 echo "setup: $(go version), dependencies in place"

@@ -66,6 +66,8 @@ next start every app comes back as it was.`,
 	f.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:7070", "address of the HTTP API")
 	f.StringVar(&cfg.RouterAddr, "router-addr", ":8080", "address the router serves apps on")
 	f.StringVar(&cfg.RouterTLSAddr, "router-tls-addr", "", "address the router serves apps on over HTTPS, e.g. :443 (default: none)")
+	f.StringVar(&cfg.ACMEDirectory, "acme-directory", "", "ACME directory to get certificates from for custom domains, e.g. https://acme-v02.api.letsencrypt.org/directory (default: none)")
+	f.StringVar(&cfg.ACMEEmail, "acme-email", "", "contact address of the ACME account")
 	f.StringVar(&cfg.SSHAddr, "ssh-addr", ":2222", "address of the SSH endpoint for git push and clone")
 	f.StringVar(&cfg.BusAddr, "bus-addr", "", "address the bus listens on for other nodes (default: none, in-process only)")
 	f.StringVar(&cfg.Domain, "domain", "localhost", "apps answer at NAME.DOMAIN")

@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/crypto/acme/autocert"
 	"golang.org/x/net/http2"
 
 	"github.com/skiff-paas/skiff/internal/store"
@@ -51,6 +52,9 @@ type Config struct {
 	// TLSListener, when set, is used instead.
 	TLSAddr     string
 	TLSListener net.Listener
+	// ACME, when set, gets certificates for custom domains without one
+	// (needs TLS).
+	ACME *ACME
 	// AccessLog writes a line per request into the app's logs (source
 	// router).
 	AccessLog bool
@@ -76,6 +80,7 @@ type Router struct {
 	h2          *http2.Server
 	h2Base      *http.Server
 	h2conns     map[net.Conn]struct{} // guarded by mu
+	acme        *autocert.Manager     // nil without ACME
 
 	access        chan accessEntry // nil without an access log
 	accessDropped atomic.Int64
@@ -127,6 +132,9 @@ func New(cfg Config, st *store.Store) (*Router, error) {
 	if r.tlsListener != nil {
 		_, r.tlsPort, _ = net.SplitHostPort(r.tlsListener.Addr().String())
 		r.newH2()
+		if cfg.ACME != nil {
+			r.newACME(cfg.ACME)
+		}
 	}
 	return r, nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/acme"
 	"golang.org/x/net/http2"
 
 	"github.com/skiff-paas/skiff/internal/skiff"
@@ -30,6 +31,9 @@ type certTable map[string]*tls.Certificate
 
 // certificate picks the certificate for a TLS handshake.
 func (r *Router) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if r.acme != nil && isChallenge(hello) {
+		return r.acme.GetCertificate(hello)
+	}
 	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
 	t := *r.certs.Load()
 	if c := t[name]; c != nil {
@@ -42,6 +46,9 @@ func (r *Router) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, erro
 	}
 	if name == "" {
 		return nil, errors.New("no server name (SNI) in the handshake")
+	}
+	if r.acme != nil {
+		return r.acme.GetCertificate(hello)
 	}
 	return nil, fmt.Errorf("no certificate for %s", name)
 }
@@ -83,9 +90,13 @@ func (r *Router) applyCert(v *certView, c change) certTable {
 
 // tlsConfig is the router's TLS configuration.
 func (r *Router) tlsConfig() *tls.Config {
+	protos := []string{"h2", "http/1.1"}
+	if r.acme != nil {
+		protos = append(protos, acme.ALPNProto)
+	}
 	return &tls.Config{
 		GetCertificate: r.certificate,
-		NextProtos:     []string{"h2", "http/1.1"},
+		NextProtos:     protos,
 		MinVersion:     tls.VersionTLS12,
 	}
 }
@@ -119,7 +130,12 @@ func (r *Router) serveTLS(c *tls.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
-	if c.ConnectionState().NegotiatedProtocol != "h2" {
+	switch c.ConnectionState().NegotiatedProtocol {
+	case acme.ALPNProto:
+		c.Close() // the CA's challenge ends with the handshake
+		return
+	case "h2":
+	default:
 		r.serveConn(c, true)
 		return
 	}

@@ -53,6 +53,10 @@ type Config struct {
 	RouterAddr string
 	// RouterTLSAddr is where the router serves HTTPS; empty: nowhere.
 	RouterTLSAddr string
+	// ACMEDirectory, when set, is the ACME directory the router gets
+	// certificates from for custom domains without one; ACMEEmail is the
+	// account's contact.
+	ACMEDirectory, ACMEEmail string
 	SSHAddr       string
 	// BusAddr, when set, is where the bus listens for other processes.
 	BusAddr string
@@ -302,8 +306,14 @@ func newRoles(ctx context.Context, cfg Config, st *store.Store) (_ map[string]ro
 	}
 	routerPort := 0
 	if has(skiff.RoleRouter) {
-		r, err := router.New(router.Config{Addr: cfg.RouterAddr, TLSAddr: cfg.RouterTLSAddr, Domain: cfg.Domain,
-			AccessLog: true, Logger: log}, st)
+		rc := router.Config{Addr: cfg.RouterAddr, TLSAddr: cfg.RouterTLSAddr, Domain: cfg.Domain, AccessLog: true, Logger: log}
+		if cfg.ACMEDirectory != "" {
+			if cfg.RouterTLSAddr == "" {
+				return nil, errors.New("--acme-directory needs --router-tls-addr: certificates are proven and served on the TLS port")
+			}
+			rc.ACME = &router.ACME{DirectoryURL: cfg.ACMEDirectory, Email: cfg.ACMEEmail}
+		}
+		r, err := router.New(rc, st)
 		if err != nil {
 			return nil, err
 		}

@@ -17,6 +17,7 @@ const (
 	BucketUIDs        = "uids" // user IDs given to apps, so that no two share one
 	BucketLocks       = "locks"
 	BucketCerts       = "certs" // TLS certificates by hostname (DomainKey)
+	BucketACME        = "acme"  // the ACME client's account and certificates, sealed
 )
 
 // Object stores.

@@ -92,6 +92,7 @@ type Store struct {
 	Keys        *Bucket[skiff.Key]
 	UIDs        *Bucket[string] // uid -> app
 	Certs       *Bucket[skiff.Cert]
+	ACME        *Bucket[[]byte] // sealed
 	locks       jetstream.KeyValue
 
 	Sources jetstream.ObjectStore
@@ -141,6 +142,7 @@ func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*St
 	s.Keys = bucket[skiff.Key](open(skiff.BucketKeys, jetstream.KeyValueConfig{}), s.log)
 	s.UIDs = bucket[string](open(skiff.BucketUIDs, jetstream.KeyValueConfig{}), s.log)
 	s.Certs = bucket[skiff.Cert](open(skiff.BucketCerts, jetstream.KeyValueConfig{}), s.log)
+	s.ACME = bucket[[]byte](open(skiff.BucketACME, jetstream.KeyValueConfig{}), s.log)
 	s.locks = open(skiff.BucketLocks, jetstream.KeyValueConfig{TTL: opt.LockTTL, LimitMarkerTTL: opt.LockTTL})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
