@@ -57,7 +57,7 @@ type Config struct {
 	// certificates from for custom domains without one; ACMEEmail is the
 	// account's contact.
 	ACMEDirectory, ACMEEmail string
-	SSHAddr       string
+	SSHAddr                  string
 	// BusAddr, when set, is where the bus listens for other processes.
 	BusAddr string
 	// Domain: apps answer at NAME.Domain.
