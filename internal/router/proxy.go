@@ -235,7 +235,13 @@ func (cc *clientConn) proxy() bool {
 		b.inflight.Add(-1)
 		switch result {
 		case forwarded:
-			b.pool.put(bc)
+			if bc.br.Buffered() > 0 {
+				// The backend sent more than its response: the next
+				// request on this connection would read it as its answer.
+				bc.Close()
+			} else {
+				b.pool.put(bc)
+			}
 			return !req.close
 		case forwardedClose:
 			bc.Close()

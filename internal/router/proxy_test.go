@@ -450,3 +450,41 @@ func TestMetrics(t *testing.T) {
 		t.Error("no bytes counted")
 	}
 }
+
+// TestExtraBytesDoNotLeak: a backend that sends more than its response
+// says does not get the excess read as the next request's answer.
+func TestExtraBytesDoNotLeak(t *testing.T) {
+	e := start(t)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if req.URL.Path == "/evil" {
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged")
+					} else {
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal")
+					}
+				}
+			}()
+		}
+	}()
+	e.route(t, "sloppy", l.Addr().String(), "/")
+	for i := 0; i < 5; i++ {
+		e.get("sloppy.apps.test", "/evil")
+		if _, body := e.get("sloppy.apps.test", "/"); body != "real" {
+			t.Fatalf("after a response with extra bytes, got %q", body)
+		}
+	}
+}
