@@ -301,3 +301,48 @@ func TestPickPrefersTheLessLoaded(t *testing.T) {
 		t.Fatalf("with all tried, picked %s", b.id)
 	}
 }
+
+// TestBackendsAndPools: backends are told apart by app and instance ID;
+// backends at one address share its connection pool, which closes when
+// the last of them goes.
+func TestBackendsAndPools(t *testing.T) {
+	v := newView("d")
+	b := &batch{apps: map[string]bool{}}
+	inst := func(app, id, addr string) change {
+		return change{bucket: skiff.BucketInstances, key: skiff.InstanceKey(app, id),
+			value: skiff.Instance{ID: id, App: app, Proc: "web", Release: 1, State: skiff.StateUp, Addr: addr}}
+	}
+	for _, c := range []change{
+		{bucket: skiff.BucketApps, key: "a", value: skiff.App{Name: "a", Current: 1}},
+		{bucket: skiff.BucketApps, key: "b", value: skiff.App{Name: "b", Current: 1}},
+		inst("a", "same", "h:1"), inst("b", "same", "h:2"), inst("b", "other", "h:1"),
+	} {
+		v.apply(c, b)
+	}
+	tab := v.update(b)
+	ba := tab.lookup([]byte("a.d")).route.Load().backends
+	bb := tab.lookup([]byte("b.d")).route.Load().backends
+	if len(ba) != 1 || len(bb) != 2 || ba[0].addr != "h:1" {
+		t.Fatalf("backends a=%v b=%v", ba, bb)
+	}
+	shared := ba[0].pool
+	if bb[0].addr == "h:1" && bb[0].pool != shared || bb[1].addr == "h:1" && bb[1].pool != shared {
+		t.Fatal("backends at one address do not share its pool")
+	}
+	// a's instance goes: h:1's pool stays for b's.
+	b = &batch{apps: map[string]bool{}}
+	v.apply(change{bucket: skiff.BucketInstances, key: skiff.InstanceKey("a", "same"), deleted: true, value: skiff.Instance{}}, b)
+	v.update(b)
+	if v.pools["h:1"] == nil || v.pools["h:1"].pool != shared || shared.closed {
+		t.Fatal("the shared pool closed while a backend still uses it")
+	}
+	if len(tab.lookup([]byte("b.d")).route.Load().backends) != 2 {
+		t.Fatal("b lost a backend when a's instance of the same ID went")
+	}
+	b = &batch{apps: map[string]bool{}}
+	v.apply(change{bucket: skiff.BucketInstances, key: skiff.InstanceKey("b", "other"), deleted: true, value: skiff.Instance{}}, b)
+	v.update(b)
+	if v.pools["h:1"] != nil || !shared.closed {
+		t.Fatal("the pool of an address no backend has is still open")
+	}
+}

@@ -64,6 +64,7 @@ type appEntry struct {
 
 // route is an app's backends at one moment.
 type route struct {
+	app      string
 	backends []*backend
 	rr       atomic.Uint64 // round-robin position
 }
@@ -117,7 +118,9 @@ type backend struct {
 	// backend was refused: until then it gets no requests, if any other
 	// backend of its app may take them.
 	downUntil atomic.Int64
-	pool      connPool
+	// pool holds the idle connections to addr, shared by every backend
+	// at that address.
+	pool *connPool
 }
 
 // downFor is how long a backend that refused a connection is skipped.
@@ -189,12 +192,44 @@ type view struct {
 	instances map[string]map[string]skiff.Instance // by app, then key
 	domains   map[string]skiff.Domain              // by key (skiff.DomainKey)
 	entries   map[string]*appEntry                 // by app
-	backends  map[string]*backend                  // by instance ID
+	backends  map[string]*backend                  // by instance key (app.id)
+	pools     map[string]*sharedPool               // by address
+}
+
+// sharedPool is the connection pool of an address, and how many backends
+// use it.
+type sharedPool struct {
+	pool *connPool
+	refs int
+}
+
+// poolFor returns the pool of addr for one more backend.
+func (v *view) poolFor(addr string) *connPool {
+	p := v.pools[addr]
+	if p == nil {
+		p = &sharedPool{pool: &connPool{}}
+		v.pools[addr] = p
+	}
+	p.refs++
+	return p.pool
+}
+
+// release lets go of addr's pool for one backend; the last one closes it.
+func (v *view) release(addr string) {
+	p := v.pools[addr]
+	if p == nil {
+		return
+	}
+	if p.refs--; p.refs <= 0 {
+		p.pool.closeAll()
+		delete(v.pools, addr)
+	}
 }
 
 func newView(domain string) *view {
 	return &view{domain: domain, apps: map[string]skiff.App{}, instances: map[string]map[string]skiff.Instance{},
-		domains: map[string]skiff.Domain{}, entries: map[string]*appEntry{}, backends: map[string]*backend{}}
+		domains: map[string]skiff.Domain{}, entries: map[string]*appEntry{}, backends: map[string]*backend{},
+		pools: map[string]*sharedPool{}}
 }
 
 // batch is what a run of changes touched.
@@ -297,12 +332,13 @@ func (v *view) updateApp(app string) {
 		up = current
 	}
 	sort.Slice(up, func(x, y int) bool { return up[x].ID < up[y].ID })
-	next := &route{backends: make([]*backend, len(up))}
+	next := &route{app: app, backends: make([]*backend, len(up))}
 	for k, i := range up {
-		b := v.backends[i.ID]
+		key := i.Key()
+		b := v.backends[key]
 		if b == nil || b.addr != i.Addr {
-			b = &backend{id: i.ID, addr: i.Addr, name: i.Name()}
-			v.backends[i.ID] = b
+			b = &backend{id: i.ID, addr: i.Addr, name: i.Name(), pool: v.poolFor(i.Addr)}
+			v.backends[key] = b
 		}
 		next.backends[k] = b
 	}
@@ -310,8 +346,9 @@ func (v *view) updateApp(app string) {
 	v.retire(old, next)
 }
 
-// retire closes the idle connections of the backends of old that next no
-// longer has, and forgets them.
+// retire forgets the backends of old that next no longer has: they get no
+// new requests, and the idle connections of an address no backend has
+// any more are closed. Requests under way finish on their connections.
 func (v *view) retire(old, next *route) {
 	if old == nil {
 		return
@@ -327,10 +364,11 @@ func (v *view) retire(old, next *route) {
 			}
 		}
 		if !kept {
-			if v.backends[b.id] == b {
-				delete(v.backends, b.id)
+			key := skiff.InstanceKey(old.app, b.id)
+			if v.backends[key] == b {
+				delete(v.backends, key)
 			}
-			b.pool.closeAll()
+			v.release(b.addr)
 		}
 	}
 }
@@ -384,14 +422,14 @@ func (r *Router) follow(ctx context.Context, synced chan<- struct{}) error {
 	for {
 		select {
 		case <-ctx.Done():
-			for _, be := range v.backends {
-				be.pool.closeAll()
+			for _, p := range v.pools {
+				p.pool.closeAll()
 			}
 			return nil
 		case <-idle.C:
 			now := time.Now()
-			for _, be := range v.backends {
-				be.pool.closeIdle(now)
+			for _, p := range v.pools {
+				p.pool.closeIdle(now)
 			}
 		case c := <-changes:
 			// Take every change already queued, then update once.
