@@ -15,40 +15,24 @@ import (
 // response; it allocates nothing per request, so that a benchmark counts
 // the router's allocations.
 func miniBackend(b *testing.B) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { l.Close() })
 	resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nhello, world\n")
-	go func() {
+	return rawBackend(b, func(c net.Conn, br *bufio.Reader) {
 		for {
-			c, err := l.Accept()
-			if err != nil {
+			// The head ends with an empty line; requests have no body.
+			for {
+				line, err := br.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				if len(line) <= 2 {
+					break
+				}
+			}
+			if _, err := c.Write(resp); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					// The head ends with an empty line; requests have no body.
-					for {
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(line) <= 2 {
-							break
-						}
-					}
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	return l.Addr().String()
+	})
 }
 
 // BenchmarkProxiedRequest measures one keep-alive GET through the router

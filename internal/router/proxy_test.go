@@ -191,11 +191,15 @@ type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
-// TestUpgrade: a WebSocket-style upgrade is tunnelled both ways.
-func TestUpgrade(t *testing.T) {
-	e := start(t)
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer l.Close()
+// rawBackend serves each connection to it with serve, on a goroutine of
+// its own, until the test ends; it returns its address. The connection
+// is closed when serve returns.
+func rawBackend(t testing.TB, serve func(c net.Conn, br *bufio.Reader)) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -204,21 +208,29 @@ func TestUpgrade(t *testing.T) {
 			}
 			go func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				if req.Header.Get("Upgrade") != "echo" {
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-					return
-				}
-				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-				io.Copy(c, br)
+				serve(c, bufio.NewReader(c))
 			}()
 		}
 	}()
-	e.route(t, "ws", l.Addr().String(), "/")
+	return l.Addr().String()
+}
+
+// TestUpgrade: a WebSocket-style upgrade is tunnelled both ways.
+func TestUpgrade(t *testing.T) {
+	e := start(t)
+	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		if req.Header.Get("Upgrade") != "echo" {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		io.Copy(c, br)
+	})
+	e.route(t, "ws", addr, "/")
 	c, err := net.Dial("tcp", e.r.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -242,26 +254,13 @@ func TestUpgrade(t *testing.T) {
 // connection does not fail the next idempotent request.
 func TestRetriesAStaleConnection(t *testing.T) {
 	e := start(t)
-	var conns atomic.Int64
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			go func() {
-				// One request per connection, then close without saying so.
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				}
-			}()
+	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		// One request per connection, then close without saying so.
+		if _, err := http.ReadRequest(br); err == nil {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
-	}()
-	e.route(t, "flaky", l.Addr().String(), "/")
+	})
+	e.route(t, "flaky", addr, "/")
 	for i := 0; i < 5; i++ {
 		if code, body := e.get("flaky.apps.test", "/"); code != 200 || body != "ok" {
 			t.Fatalf("request %d: %d %q", i, code, body)
@@ -455,32 +454,20 @@ func TestMetrics(t *testing.T) {
 // says does not get the excess read as the next request's answer.
 func TestExtraBytesDoNotLeak(t *testing.T) {
 	e := start(t)
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer l.Close()
-	go func() {
+	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
 		for {
-			c, err := l.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					if req.URL.Path == "/evil" {
-						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged")
-					} else {
-						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal")
-					}
-				}
-			}()
+			if req.URL.Path == "/evil" {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged")
+			} else {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal")
+			}
 		}
-	}()
-	e.route(t, "sloppy", l.Addr().String(), "/")
+	})
+	e.route(t, "sloppy", addr, "/")
 	for i := 0; i < 5; i++ {
 		e.get("sloppy.apps.test", "/evil")
 		if _, body := e.get("sloppy.apps.test", "/"); body != "real" {
