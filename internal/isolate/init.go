@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -36,6 +37,10 @@ func Init() (int, bool) {
 // runInit reads the spec from fd 3, builds the sandbox, starts the
 // command and supervises it, reporting on fd 4.
 func runInit() int {
+	// no_new_privs is an attribute of a thread, not of the process: the
+	// thread that sets it must be the one that forks the command, so init
+	// stays on one thread throughout.
+	runtime.LockOSThread()
 	status := os.NewFile(4, "status")
 	say := func(r report) error { return json.NewEncoder(status).Encode(r) }
 	var spec Spec
