@@ -161,6 +161,9 @@ func (ag *Agent) DriverName() string { return ag.cfg.Driver.Name() }
 func (ag *Agent) Run(ctx context.Context) error {
 	ag.reap()
 	if err := ag.clearStaleRecords(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return err
 	}
 	var wg sync.WaitGroup
@@ -179,6 +182,9 @@ func (ag *Agent) Run(ctx context.Context) error {
 
 	changes, err := ag.st.Assignments.Watch(ctx, ag.cfg.Node+".>")
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("agent: %w", err)
 	}
 	running := map[string]*instance{} // by assignment key; owned by this loop
