@@ -120,12 +120,7 @@ func covers(names []string, host string) bool {
 }
 
 func (a *API) removeCert(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
-	app, _, err := a.app(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	host, err := skiff.NormalizeHostname(r.PathValue("hostname"))
+	app, host, err := a.appHostname(r)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -76,13 +76,18 @@ func (a *API) addDomain(w http.ResponseWriter, r *http.Request, tok skiff.Token)
 	writeJSON(w, http.StatusCreated, d)
 }
 
-func (a *API) removeDomain(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
+// appHostname loads the app and the hostname a request's path names.
+func (a *API) appHostname(r *http.Request) (skiff.App, string, error) {
 	app, _, err := a.app(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return app, "", err
 	}
 	host, err := skiff.NormalizeHostname(r.PathValue("hostname"))
+	return app, host, err
+}
+
+func (a *API) removeDomain(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
+	app, host, err := a.appHostname(r)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +45,10 @@ func freeAddrOf(t *testing.T) string {
 // challenges reach the router's TLS port. It returns the directory URL
 // and an HTTP client that trusts the server.
 func startPebble(t *testing.T, tlsPort string) (string, *http.Client) {
+	tlsPortN, err := strconv.Atoi(tlsPort)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	ca := testkit.NewCA(t)
 	cert, key := ca.Issue(t, "localhost")
@@ -55,7 +60,7 @@ func startPebble(t *testing.T, tlsPort string) (string, *http.Client) {
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress": listen, "managementListenAddress": freeAddrOf(t),
 		"certificate": filepath.Join(dir, "cert.pem"), "privateKey": filepath.Join(dir, "key.pem"),
-		"httpPort": 1, "tlsPort": mustAtoi(tlsPort), "ocspResponderURL": "", "externalAccountBindingRequired": false,
+		"httpPort": 1, "tlsPort": tlsPortN, "ocspResponderURL": "", "externalAccountBindingRequired": false,
 	}}
 	data, _ := json.Marshal(cfg)
 	os.WriteFile(filepath.Join(dir, "pebble.json"), data, 0o600)
@@ -90,14 +95,6 @@ func startPebble(t *testing.T, tlsPort string) (string, *http.Client) {
 		return err == nil && resp.StatusCode == 200
 	})
 	return url, client
-}
-
-func mustAtoi(s string) int {
-	n := 0
-	for _, c := range s {
-		n = n*10 + int(c-'0')
-	}
-	return n
 }
 
 // TestACME: a custom domain without a certificate gets one from an ACME

@@ -170,11 +170,11 @@ func (cc *clientConn) proxy() bool {
 		e.metrics.observe(cc.entry.status, time.Since(began), cc.entry.bytes)
 		cc.r.logAccess(&cc.entry)
 	}()
-	if e.maintenance.Load() {
+	settings := e.settings.Load()
+	if settings.maintenance {
 		cc.reply(503, "App "+e.name+" is down for maintenance. Please try again later.\n", !keep)
 		return keep
 	}
-	settings := e.settings.Load()
 	if settings.HTTPSRedirect && !cc.secure && cc.r.tlsPort != "" {
 		cc.redirectHTTPS(host, !keep)
 		return keep

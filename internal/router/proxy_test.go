@@ -375,7 +375,7 @@ func TestRouterSettings(t *testing.T) {
 		e.st.Apps.Put(context.Background(), "shop", skiff.App{Name: "shop", Current: 1, Router: s})
 		eventually(t, func() bool {
 			en := e.r.table.Load().lookup([]byte("shop.apps.test"))
-			return en != nil && *en.settings.Load() == s && len(en.route.Load().backends) == 2
+			return en != nil && en.settings.Load().RouterSettings == s && len(en.route.Load().backends) == 2
 		})
 	}
 

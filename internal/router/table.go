@@ -55,11 +55,18 @@ func (t *table) lookup(host []byte) *appEntry {
 
 // appEntry is an app's place in the table.
 type appEntry struct {
-	name        string
-	route       atomic.Pointer[route]
-	maintenance atomic.Bool // answer with the maintenance page
-	settings    atomic.Pointer[skiff.RouterSettings]
-	metrics     *appMetrics
+	name  string
+	route atomic.Pointer[route]
+	// settings are the app's router settings and maintenance mode, from
+	// its record, replaced whole when it changes.
+	settings atomic.Pointer[appSettings]
+	metrics  *appMetrics
+}
+
+// appSettings is what of an app's record the router acts on.
+type appSettings struct {
+	skiff.RouterSettings
+	maintenance bool // answer with the maintenance page
 }
 
 // route is an app's backends at one moment.
@@ -316,9 +323,7 @@ func (v *view) updateApp(app string) {
 		e.route.Store(&route{})
 		v.entries[app] = e
 	}
-	e.maintenance.Store(a.Maintenance)
-	settings := a.Router
-	e.settings.Store(&settings)
+	e.settings.Store(&appSettings{RouterSettings: a.Router, maintenance: a.Maintenance})
 	var up, current []skiff.Instance
 	for _, i := range v.instances[app] {
 		if i.Proc == "web" && i.State == skiff.StateUp && i.Addr != "" {

@@ -201,7 +201,7 @@ func (r *Router) newH2() {
 		case e == nil:
 			http.Error(w, "No app is deployed at "+string(host)+".", http.StatusNotFound)
 			return
-		case e.maintenance.Load():
+		case e.settings.Load().maintenance:
 			w.Header().Set("Retry-After", "5")
 			http.Error(w, "App "+e.name+" is down for maintenance. Please try again later.", http.StatusServiceUnavailable)
 			return
