@@ -3,6 +3,7 @@ module github.com/skiff-paas/skiff
 go 1.26.8
 
 require (
+	github.com/andybalholm/brotli v1.2.8
 	github.com/containerd/cgroups/v3 v3.1.3
 	github.com/creack/pty v1.1.24
 	github.com/nats-io/nats-server/v2 v2.15.2

@@ -163,6 +163,17 @@ func TestConfigScaleAndRollbackNeedARelease(t *testing.T) {
 	if a, _, _ := e.st.Apps.Get(context.Background(), "shop"); !a.Maintenance {
 		t.Fatal("maintenance not stored")
 	}
+	// Router settings: checked, stored, shown with their defaults.
+	bad, page, on := "../../etc/passwd", "public/503.html", true
+	e.expect("PATCH", "/v1/apps/shop/router", skiff.RouterChange{ErrorPage: &bad}, 400, skiff.KindInvalid, "invalid page file")
+	var rs skiff.RouterSettings
+	if code, _ := e.do("PATCH", "/v1/apps/shop/router", skiff.RouterChange{ErrorPage: &page, Sticky: &on}, &rs); code != 200 ||
+		rs.ErrorPage != page || !rs.Sticky || rs.Balance != skiff.BalanceLeastConnections {
+		t.Fatalf("router settings = %d %+v", code, rs)
+	}
+	if a, _, _ := e.st.Apps.Get(context.Background(), "shop"); a.Router.ErrorPage != page || !a.Router.Sticky {
+		t.Fatalf("router settings not stored: %+v", a.Router)
+	}
 	e.expect("POST", "/v1/apps/shop/rollback", skiff.RollbackRequest{Version: 9}, 404, skiff.KindNotFound, "no release v9")
 	e.expect("GET", "/v1/apps/shop/releases/x", nil, 400, skiff.KindInvalid, "invalid release")
 }

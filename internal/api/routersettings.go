@@ -39,6 +39,15 @@ func (a *API) changeRouterSettings(w http.ResponseWriter, r *http.Request, tok s
 		writeError(w, skiff.Errorf(skiff.KindInvalid, "balance is least-connections or round-robin", "unknown balance %q", *b))
 		return
 	}
+	for _, p := range []*string{ch.ErrorPage, ch.MaintenancePage} {
+		if p == nil {
+			continue
+		}
+		if err := skiff.ValidatePagePath(*p); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
 	app, _, err = a.st.Apps.Update(r.Context(), app.Name, func(app *skiff.App) error {
 		before := app.Router
 		if ch.Balance != nil {
@@ -52,6 +61,12 @@ func (a *API) changeRouterSettings(w http.ResponseWriter, r *http.Request, tok s
 		}
 		if ch.HTTPSRedirect != nil {
 			app.Router.HTTPSRedirect = *ch.HTTPSRedirect
+		}
+		if ch.ErrorPage != nil {
+			app.Router.ErrorPage = *ch.ErrorPage
+		}
+		if ch.MaintenancePage != nil {
+			app.Router.MaintenancePage = *ch.MaintenancePage
 		}
 		if app.Router == before {
 			return store.ErrNoChange

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -35,6 +36,27 @@ type appJSON struct {
 		Type string `json:"type"`
 		Path string `json:"path"`
 	} `json:"healthchecks"`
+	// Static maps URL path prefixes to directories of the app that the
+	// router serves itself: {"/assets": "public/assets"} or
+	// {"/assets": {"dir": "public/assets", "cache_control": "…"}}.
+	Static map[string]staticMount `json:"static"`
+}
+
+// staticMount is an app.json static entry: a directory, or an object
+// with the directory and the files' Cache-Control.
+type staticMount struct {
+	Dir          string `json:"dir"`
+	CacheControl string `json:"cache_control"`
+}
+
+func (m *staticMount) UnmarshalJSON(data []byte) error {
+	var s string
+	if json.Unmarshal(data, &s) == nil {
+		m.Dir = s
+		return nil
+	}
+	type plain staticMount
+	return json.Unmarshal(data, (*plain)(m))
 }
 
 // envVar is an app.json env entry: a string, or an object with a value
@@ -77,12 +99,67 @@ func readAppJSON(dir string) (appJSON, error) {
 			return m, skiff.Errorf(skiff.KindFailed, "give a quantity from 0 to 100", "app.json formation: quantity %d for %s", *q, t)
 		}
 	}
+	if _, err := m.staticMounts(); err != nil {
+		return m, err
+	}
 	for k := range m.Env {
 		if err := skiff.ValidateConfigKey(k); err != nil {
 			return m, skiff.Errorf(skiff.KindFailed, "fix the name in app.json's env", "app.json env: %v", err)
 		}
 	}
 	return m, nil
+}
+
+// staticMounts are app.json's static entries, checked, longest prefix
+// first.
+func (m appJSON) staticMounts() ([]skiff.StaticMount, error) {
+	var out []skiff.StaticMount
+	for prefix, sm := range m.Static {
+		bad := func(hint, format string, a ...any) error {
+			return skiff.Errorf(skiff.KindFailed, hint, "app.json static %q: "+format, append([]any{prefix}, a...)...)
+		}
+		clean := path.Clean(prefix)
+		if !strings.HasPrefix(prefix, "/") || clean != strings.TrimSuffix(prefix, "/") && prefix != "/" ||
+			strings.ContainsAny(prefix, "?#%* \t\r\n") {
+			return nil, bad(`give a URL path prefix like "/assets"`, "not a clean URL path")
+		}
+		dir := path.Clean(strings.TrimPrefix(sm.Dir, "/"))
+		if sm.Dir == "" || !filepath.IsLocal(filepath.FromSlash(dir)) && dir != "." {
+			return nil, bad(`name a directory of the app, like "public/assets"`, "directory %q is not inside the app", sm.Dir)
+		}
+		if strings.ContainsAny(sm.CacheControl, "\r\n\x00") {
+			return nil, bad("give a Cache-Control value on one line", "invalid cache_control")
+		}
+		out = append(out, skiff.StaticMount{Path: clean, Dir: dir, CacheControl: sm.CacheControl})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if len(out[i].Path) != len(out[j].Path) {
+			return len(out[i].Path) > len(out[j].Path)
+		}
+		return out[i].Path < out[j].Path
+	})
+	return out, nil
+}
+
+// checkStaticDirs checks that the static mounts' directories are
+// directories of the built tree at dir, not links out of it.
+func checkStaticDirs(dir string, mounts []skiff.StaticMount) error {
+	if len(mounts) == 0 {
+		return nil
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	for _, m := range mounts {
+		info, err := root.Stat(m.Dir)
+		if err != nil || !info.IsDir() {
+			return skiff.Errorf(skiff.KindFailed, "create "+m.Dir+"/ in the app (or in its build), or change app.json's static",
+				"app.json static %q: %s is not a directory of the app", m.Path, m.Dir)
+		}
+	}
+	return nil
 }
 
 // buildpack is the buildpack app.json names, if any.

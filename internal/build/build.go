@@ -388,6 +388,13 @@ func (b *Builder) build(ctx context.Context, req skiff.BuildRequest, out func(st
 	if err := b.checkSize(src); err != nil {
 		return res, err
 	}
+	static, err := manifest.staticMounts()
+	if err != nil {
+		return res, err
+	}
+	if err := checkStaticDirs(src, static); err != nil {
+		return res, err
+	}
 
 	out("-----> Compressing...")
 	img := filepath.Join(work, "image.squashfs")
@@ -410,7 +417,7 @@ func (b *Builder) build(ctx context.Context, req skiff.BuildRequest, out func(st
 		return res, err
 	}
 	built := skiff.Release{Image: im, Processes: procs, Buildpack: packName, BuildKey: key,
-		ManifestHealthCheck: manifest.healthCheck(), Env: env}
+		ManifestHealthCheck: manifest.healthCheck(), Env: env, Static: static}
 	return b.release(ctx, req, built, version, vars, out)
 }
 
@@ -434,7 +441,7 @@ func (b *Builder) release(ctx context.Context, req skiff.BuildRequest, built ski
 	rel, err := b.st.CreateRelease(ctx, skiff.Release{
 		App: req.App, Description: desc, Image: built.Image, Processes: built.Processes,
 		ConfigVersion: version, ConfigSealed: sealed, CreatedBy: req.Actor, Buildpack: built.Buildpack,
-		BuildKey: built.BuildKey, ManifestHealthCheck: built.ManifestHealthCheck, Env: built.Env,
+		BuildKey: built.BuildKey, ManifestHealthCheck: built.ManifestHealthCheck, Env: built.Env, Static: built.Static,
 		HealthCheck: skiff.EffectiveHealthCheck(app, built.ManifestHealthCheck),
 	})
 	if err != nil {

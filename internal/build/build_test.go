@@ -484,20 +484,37 @@ func TestBuildRefusesBadManifests(t *testing.T) {
 		files map[string]string
 		err   string
 	}{
-		"no web":        {map[string]string{"Procfile": "worker: sleep 1\n"}, "no web process"},
-		"required env":  {map[string]string{"Procfile": "web: x\n", "app.json": `{"env": {"API_KEY": {"required": true}}}`}, "API_KEY"},
-		"bad app.json":  {map[string]string{"Procfile": "web: x\n", "app.json": `{"formation": [1]}`}, "app.json is not valid"},
-		"failed script": {map[string]string{"Procfile": "web: x\n", "app.json": `{"scripts": {"predeploy": "exit 3"}}`}, "predeploy script failed"},
-		"unknown pack":  {map[string]string{"Procfile": "web: x\n", "app.json": `{"buildpacks": [{"url": "cobol"}]}`}, `unknown buildpack "cobol"`},
-		"too large":     {map[string]string{"Procfile": "web: x\n", "blob": testkit.RandomText(200_000)}, "over the limit of 4.0 KiB"},
+		"no web":         {map[string]string{"Procfile": "worker: sleep 1\n"}, "no web process"},
+		"required env":   {map[string]string{"Procfile": "web: x\n", "app.json": `{"env": {"API_KEY": {"required": true}}}`}, "API_KEY"},
+		"bad app.json":   {map[string]string{"Procfile": "web: x\n", "app.json": `{"formation": [1]}`}, "app.json is not valid"},
+		"failed script":  {map[string]string{"Procfile": "web: x\n", "app.json": `{"scripts": {"predeploy": "exit 3"}}`}, "predeploy script failed"},
+		"unknown pack":   {map[string]string{"Procfile": "web: x\n", "app.json": `{"buildpacks": [{"url": "cobol"}]}`}, `unknown buildpack "cobol"`},
+		"too large":      {map[string]string{"Procfile": "web: x\n", "blob": testkit.RandomText(200_000)}, "over the limit of 4.0 KiB"},
+		"static prefix":  {map[string]string{"Procfile": "web: x\n", "app.json": `{"static": {"assets": "public"}}`}, "not a clean URL path"},
+		"static outside": {map[string]string{"Procfile": "web: x\n", "app.json": `{"static": {"/assets": "../etc"}}`}, "not inside the app"},
+		"static missing": {map[string]string{"Procfile": "web: x\n", "app.json": `{"static": {"/assets": "public"}}`}, "public is not a directory of the app"},
 	} {
 		res, lines := deploy(t, st, skiff.BuildRequest{ID: strings.ReplaceAll(name, " ", "-"), App: "bad"}, c.files)
 		if !strings.Contains(res.Error, c.err) || res.Hint == "" || res.Release != 0 {
 			t.Errorf("%s: result %+v, want an error with %q and a hint\n%s", name, res, c.err, strings.Join(lines, "\n"))
 		}
 	}
+	// Static prefixes are checked and kept in the release, longest
+	// first.
+	res, lines := deploy(t, st, skiff.BuildRequest{ID: "static", App: "good"}, map[string]string{
+		"Procfile": "web: x\n", "public/a.css": "a", "public/img/b.png": "b",
+		"app.json": `{"static": {"/assets/": "public", "/img": {"dir": "/public/img", "cache_control": "public, max-age=31536000, immutable"}}}`,
+	})
+	if res.Error != "" {
+		t.Fatalf("static prefixes: %+v\n%s", res, strings.Join(lines, "\n"))
+	}
+	rel, _, err := st.Release(context.Background(), "good", res.Release)
+	want := []skiff.StaticMount{{Path: "/assets", Dir: "public"}, {Path: "/img", Dir: "public/img", CacheControl: "public, max-age=31536000, immutable"}}
+	if err != nil || !slices.Equal(rel.Static, want) {
+		t.Errorf("release static = %+v, %v; want %+v", rel.Static, err, want)
+	}
 	// A worker-only app is allowed when app.json says so.
-	res, _ := deploy(t, st, skiff.BuildRequest{ID: "workers", App: "bad"},
+	res, _ = deploy(t, st, skiff.BuildRequest{ID: "workers", App: "bad"},
 		map[string]string{"Procfile": "worker: sleep 1\n", "app.json": `{"formation": {"worker": {"quantity": 1}}}`})
 	if res.Error != "" {
 		t.Errorf("worker-only app: %+v", res)

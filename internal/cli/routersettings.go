@@ -21,7 +21,13 @@ func routerCommand(e *env) *cobra.Command {
   sticky=on|off                          a client's requests go to the same web
                                          process while it is up (by a cookie)
   https-redirect=on|off                  plain HTTP requests are redirected to
-                                         HTTPS`,
+                                         HTTPS
+  error-page=FILE                        a file of the app (public/50x.html)
+                                         sent when it cannot answer: no web
+                                         process up, or none answered ("" for
+                                         the router's own page)
+  maintenance-page=FILE                  a file of the app sent in maintenance
+                                         mode ("" for the router's own page)`,
 		Example: `  skiff router -a shop
   skiff router set -a shop sticky=on https-redirect=on`,
 		Args: args(0, 0),
@@ -64,8 +70,12 @@ func routerCommand(e *env) *cobra.Command {
 					} else {
 						ch.HTTPSRedirect = &on
 					}
+				case "error-page":
+					ch.ErrorPage = &v
+				case "maintenance-page":
+					ch.MaintenancePage = &v
 				default:
-					return usageError(cmd, "unknown setting %q: balance, sticky or https-redirect", k)
+					return usageError(cmd, "unknown setting %q: balance, sticky, https-redirect, error-page or maintenance-page", k)
 				}
 			}
 			name, c, err := e.appClient()
@@ -99,5 +109,12 @@ func printRouterSettings(e *env, s skiff.RouterSettings) error {
 	if e.g.json {
 		return e.printJSON(s)
 	}
-	return e.table([][]string{{"balance", s.Balance}, {"sticky", onOff(s.Sticky)}, {"https-redirect", onOff(s.HTTPSRedirect)}})
+	page := func(name string) string {
+		if name == "" {
+			return "(the router's)"
+		}
+		return name
+	}
+	return e.table([][]string{{"balance", s.Balance}, {"sticky", onOff(s.Sticky)}, {"https-redirect", onOff(s.HTTPSRedirect)},
+		{"error-page", page(s.ErrorPage)}, {"maintenance-page", page(s.MaintenancePage)}})
 }

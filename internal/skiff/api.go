@@ -248,4 +248,7 @@ type RouterChange struct {
 	Balance       *string `json:"balance,omitempty"`
 	Sticky        *bool   `json:"sticky,omitempty"`
 	HTTPSRedirect *bool   `json:"https_redirect,omitempty"`
+	// ErrorPage and MaintenancePage: "" removes the page.
+	ErrorPage       *string `json:"error_page,omitempty"`
+	MaintenancePage *string `json:"maintenance_page,omitempty"`
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -44,6 +45,28 @@ type RouterSettings struct {
 	Sticky bool `json:"sticky,omitempty"`
 	// HTTPSRedirect answers plain HTTP requests with a redirect to HTTPS.
 	HTTPSRedirect bool `json:"https_redirect,omitempty"`
+	// ErrorPage and MaintenancePage name files of the app's image (paths
+	// relative to its root, like public/503.html) that the router sends
+	// instead of its own pages: the error page when the app cannot
+	// answer (no web process up, or none answered), the maintenance page
+	// in maintenance mode.
+	ErrorPage       string `json:"error_page,omitempty"`
+	MaintenancePage string `json:"maintenance_page,omitempty"`
+}
+
+// ValidatePagePath reports why name cannot name a page file of an image,
+// or nil. The empty name (no page) is valid.
+func ValidatePagePath(name string) error {
+	if name == "" {
+		return nil
+	}
+	clean := path.Clean(strings.TrimPrefix(name, "/"))
+	if clean == "." || strings.HasPrefix(clean, "../") || clean == ".." || len(name) > 1024 ||
+		strings.ContainsAny(name, "\x00\r\n") {
+		return Errorf(KindInvalid, "name a file of the app as pushed, e.g. public/503.html",
+			"invalid page file %q", name)
+	}
+	return nil
 }
 
 // Ways of balancing an app's requests over its backends.

@@ -68,6 +68,9 @@ type Release struct {
 	// Env holds default environment variables (from app.json's env);
 	// config vars of the same name win.
 	Env map[string]string `json:"env,omitempty"`
+	// Static lists the URL path prefixes the router serves straight from
+	// directories of the image (app.json's static).
+	Static []StaticMount `json:"static,omitempty"`
 
 	Status        ReleaseStatus `json:"status"`
 	StatusReason  string        `json:"status_reason,omitempty"`
@@ -95,6 +98,27 @@ func EffectiveHealthCheck(app App, manifest string) string {
 	}
 	return manifest
 }
+
+// StaticMount is a URL path prefix whose files the router serves from a
+// directory of the image, without asking the app: a GET or HEAD of
+// Path/NAME answers Dir/NAME if it is a file, and goes to the app
+// otherwise.
+type StaticMount struct {
+	// Path is the URL path prefix, like /assets: it starts with a slash
+	// and has no trailing one (but "/" itself).
+	Path string `json:"path"`
+	// Dir is the directory of the image, relative to its root, like
+	// public/assets.
+	Dir string `json:"dir"`
+	// CacheControl is the Cache-Control of its files; empty means
+	// DefaultStaticCacheControl.
+	CacheControl string `json:"cache_control,omitempty"`
+}
+
+// DefaultStaticCacheControl lets caches keep a file but ask, by its ETag,
+// whether it changed before each use: right for files whose names do not
+// change with their content.
+const DefaultStaticCacheControl = "public, max-age=0, must-revalidate"
 
 // StaticCommand is the command of the web process of a static site: the
 // platform serves the image's files itself, without an app process.

@@ -571,10 +571,12 @@ func StaticHandler(root string) (http.Handler, error) {
 type staticHandler struct {
 	root string // the image
 	cfg  staticConfig
-	// etags holds the entity tags of files the build did not tag (an
-	// image without .skiff/static.json), computed on first use: name ->
-	// string.
+	// etags holds the entity tags of the files served, computed on
+	// first use: name -> string.
 	etags sync.Map
+	// missing, when set, answers the requests that find no file, in
+	// place of the 404 page.
+	missing http.Handler
 }
 
 func (h *staticHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -682,11 +684,16 @@ func (h *staticHandler) open() (*os.Root, error) {
 func (h *staticHandler) serve(w http.ResponseWriter, r *http.Request, urlPath, name string, f *os.File, info os.FileInfo) {
 	defer f.Close()
 	hdr := w.Header()
-	if tag, err := h.etag(name, f); err == nil {
-		hdr.Set("Etag", tag)
-	} else {
+	tag, err := h.etag(name, f)
+	if err != nil {
 		http.Error(w, "500 internal server error", http.StatusInternalServerError)
 		return
+	}
+	hdr.Set("Etag", tag)
+	// Set, not sniffed: the bytes sent may be compressed. A header rule
+	// may still change it.
+	if ctype := staticContentType(info.Name()); ctype != "" {
+		hdr.Set("Content-Type", ctype)
 	}
 	for _, rule := range h.cfg.Headers {
 		if !rule.re.MatchString(urlPath) {
@@ -703,15 +710,18 @@ func (h *staticHandler) serve(w http.ResponseWriter, r *http.Request, urlPath, n
 			}
 		}
 	}
+	if staticServeEncoded(w, r, tag, f, info) {
+		return
+	}
 	http.ServeContent(w, r, info.Name(), info.ModTime(), f)
 }
 
-// etag is the entity tag of the file name, open as f: the build's, or a
-// digest computed now and kept, since the image does not change.
+// etag is the entity tag of the file name, open as f: a digest of its
+// content computed on first use and kept, since the image does not
+// change. The build's tags in static.json are not taken on trust: an
+// app's owner could write any, and compressed files are cached by tag
+// across every site a process serves.
 func (h *staticHandler) etag(name string, f *os.File) (string, error) {
-	if tag, ok := h.cfg.ETags[name]; ok {
-		return tag, nil
-	}
 	if tag, ok := h.etags.Load(name); ok {
 		return tag.(string), nil
 	}
@@ -728,6 +738,10 @@ func (h *staticHandler) etag(name string, f *os.File) (string, error) {
 
 // notFound answers 404 with the site's error page, if it has one.
 func (h *staticHandler) notFound(w http.ResponseWriter, r *http.Request, docs *os.Root) {
+	if h.missing != nil {
+		h.missing.ServeHTTP(w, r)
+		return
+	}
 	if h.cfg.ErrorPage != "" {
 		if f, info, _ := staticOpen(docs, h.cfg.ErrorPage); f != nil {
 			defer f.Close()
