@@ -109,13 +109,29 @@ func (r *Router) serveConn(c net.Conn, secure bool) {
 // reply answers the current request with a plain-text page of the
 // router's own, closing the connection after it if close is set.
 func (cc *clientConn) reply(status int, body string, close bool) {
+	cc.replyWith(status, "text/plain; charset=utf-8", body, close)
+}
+
+// replyPage answers with the app's page p in place of the router's own
+// text when it has one.
+func (cc *clientConn) replyPage(status int, p *page, text string, close bool) {
+	if p == nil {
+		cc.reply(status, text, close)
+		return
+	}
+	cc.replyWith(status, p.ctype, p.body, close)
+}
+
+func (cc *clientConn) replyWith(status int, ctype, body string, close bool) {
 	cc.entry.status = status
 	w := cc.bw
 	w.WriteString("HTTP/1.1 ")
 	w.Write(strconv.AppendInt(cc.buf[:0], int64(status), 10))
 	w.WriteString(" ")
 	w.WriteString(statusText(status))
-	w.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
+	w.WriteString("\r\nCache-Control: no-store\r\nContent-Type: ")
+	w.WriteString(ctype)
+	w.WriteString("\r\nContent-Length: ")
 	w.Write(strconv.AppendInt(cc.buf[:0], int64(len(body)), 10))
 	if status == 503 {
 		w.WriteString("\r\nRetry-After: 5")
@@ -171,8 +187,9 @@ func (cc *clientConn) proxy() bool {
 		cc.r.logAccess(&cc.entry)
 	}()
 	settings := e.settings.Load()
+	static := e.static.Load()
 	if settings.maintenance {
-		cc.reply(503, "App "+e.name+" is down for maintenance. Please try again later.\n", !keep)
+		cc.replyPage(503, static.pageFor(true), "App "+e.name+" is down for maintenance. Please try again later.\n", !keep)
 		return keep
 	}
 	if settings.HTTPSRedirect && !cc.secure && cc.r.tlsPort != "" {
@@ -181,8 +198,13 @@ func (cc *clientConn) proxy() bool {
 	}
 	rt := e.route.Load()
 	if len(rt.backends) == 0 {
-		cc.reply(503, "App "+e.name+" has no running web process. See skiff ps -a "+e.name+".\n", !keep)
+		cc.replyPage(503, static.pageFor(false), "App "+e.name+" has no running web process. See skiff ps -a "+e.name+".\n", !keep)
 		return keep
+	}
+	if static.serves() && !req.hasBody() {
+		if served, again := cc.serveStatic(static, keep); served {
+			return again
+		}
 	}
 	if req.expect100 && req.hasBody() {
 		// Answered here, not by the backend: the body is then on its way
@@ -214,7 +236,7 @@ func (cc *clientConn) proxy() bool {
 			cc.setCookie = b
 		}
 		if b == nil || attempt > len(rt.backends)+2 {
-			cc.reply(502, "App "+e.name+" did not answer the request.\n", !keep)
+			cc.replyPage(502, static.pageFor(false), "App "+e.name+" did not answer the request.\n", !keep)
 			return keep
 		}
 		began := time.Now()
@@ -238,28 +260,28 @@ func (cc *clientConn) proxy() bool {
 			if bc.br.Buffered() > 0 {
 				// The backend sent more than its response: the next
 				// request on this connection would read it as its answer.
-				bc.Close()
+				b.pool.drop(bc)
 			} else {
 				b.pool.put(bc)
 			}
 			return !req.close
 		case forwardedClose:
-			bc.Close()
+			b.pool.drop(bc)
 			return !req.close
 		case retry:
 			// The connection failed before any answer and nothing of the
 			// request's body was read: another connection may take it.
-			bc.Close()
+			b.pool.drop(bc)
 			if !reused {
 				cc.tried = append(cc.tried, b)
 			}
 			continue
 		case failedBeforeAnswer:
-			bc.Close()
-			cc.reply(502, "App "+e.name+" did not answer the request.\n", true)
+			b.pool.drop(bc)
+			cc.replyPage(502, static.pageFor(false), "App "+e.name+" did not answer the request.\n", true)
 			return false
 		default: // failedAfterAnswer, or the client went away
-			bc.Close()
+			b.pool.drop(bc)
 			return false
 		}
 	}
@@ -591,7 +613,8 @@ func copyUntilEOF(w *bufio.Writer, br *bufio.Reader, buf []byte, flush func() er
 }
 
 // tunnel passes a switched protocol (a WebSocket) both ways until either
-// side ends it.
+// side ends it. Its backend connection stays busy meanwhile, so a retired
+// backend's tunnels end with its drain timeout.
 func (cc *clientConn) tunnel(bc *backendConn) {
 	cc.entry.status = 101
 	w := cc.bw
@@ -618,7 +641,11 @@ func (cc *clientConn) tunnel(bc *backendConn) {
 		}
 		close(done)
 	}()
-	io.Copy(cc.c, bc.br)
+	if _, err := io.Copy(cc.c, bc.br); err != nil {
+		// The backend's connection failed, or was closed at the end of
+		// its drain (pool.go): the client's side has nowhere to go.
+		cc.c.SetReadDeadline(time.Now())
+	}
 	if tc, ok := cc.c.(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}

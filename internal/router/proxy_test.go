@@ -215,10 +215,10 @@ func rawBackend(t testing.TB, serve func(c net.Conn, br *bufio.Reader)) string {
 	return l.Addr().String()
 }
 
-// TestUpgrade: a WebSocket-style upgrade is tunnelled both ways.
-func TestUpgrade(t *testing.T) {
-	e := start(t)
-	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+// echoUpgradeBackend answers "ok" to plain requests and switches to an
+// echo of what it reads for an upgrade to "echo".
+func echoUpgradeBackend(t *testing.T) string {
+	return rawBackend(t, func(c net.Conn, br *bufio.Reader) {
 		req, err := http.ReadRequest(br)
 		if err != nil {
 			return
@@ -230,6 +230,12 @@ func TestUpgrade(t *testing.T) {
 		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
 		io.Copy(c, br)
 	})
+}
+
+// TestUpgrade: a WebSocket-style upgrade is tunnelled both ways.
+func TestUpgrade(t *testing.T) {
+	e := start(t)
+	addr := echoUpgradeBackend(t)
 	e.route(t, "ws", addr, "/")
 	c, err := net.Dial("tcp", e.r.Addr())
 	if err != nil {

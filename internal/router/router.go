@@ -37,6 +37,7 @@ import (
 	"golang.org/x/crypto/acme/autocert"
 	"golang.org/x/net/http2"
 
+	"github.com/skiff-paas/skiff/internal/image"
 	"github.com/skiff-paas/skiff/internal/store"
 )
 
@@ -61,7 +62,15 @@ type Config struct {
 	// ShutdownTimeout bounds how long requests under way may take to
 	// finish at shutdown (default 10 s).
 	ShutdownTimeout time.Duration
-	Logger          *slog.Logger
+	// DrainTimeout bounds how long requests under way on a retired
+	// backend (an instance stopped or replaced) may take to finish
+	// (default 30 s); their connections are closed after it.
+	DrainTimeout time.Duration
+	// Images, when set, is the local image cache the router serves
+	// static files and error pages from (images are fetched from the
+	// bus into it). Without it, every request goes to the app.
+	Images *image.Cache
+	Logger *slog.Logger
 }
 
 // Router is the router role.
@@ -100,6 +109,9 @@ func New(cfg Config, st *store.Store) (*Router, error) {
 	cfg.Domain = strings.ToLower(strings.TrimSuffix(cfg.Domain, "."))
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 30 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -25,20 +25,26 @@ type env struct {
 
 func start(t *testing.T) *env {
 	t.Helper()
-	e := startB(t)
-	e.t = t
-	return e
+	return startB(t)
 }
 
 // startB starts a router on a fresh bus, for a test or a benchmark.
-func startB(t testing.TB) *env {
+func startB(t testing.TB) *env { return startWith(t, nil) }
+
+// startWith starts a router on a fresh bus with the config that
+// configure, if not nil, changes.
+func startWith(t testing.TB, configure func(*Config)) *env {
 	t.Helper()
 	box, _ := secret.New(make([]byte, secret.KeySize))
 	st, err := store.Open(context.Background(), bustest.Start(t), box, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := New(Config{Addr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0", Domain: "apps.test"}, st)
+	cfg := Config{Addr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0", Domain: "apps.test"}
+	if configure != nil {
+		configure(&cfg)
+	}
+	r, err := New(cfg, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +61,11 @@ func startB(t testing.TB) *env {
 	for !r.Ready() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	return &env{st: st, r: r}
+	e := &env{st: st, r: r}
+	if tt, ok := t.(*testing.T); ok {
+		e.t = tt
+	}
+	return e
 }
 
 func eventually(t testing.TB, cond func() bool) {

@@ -61,6 +61,12 @@ type appEntry struct {
 	// its record, replaced whole when it changes.
 	settings atomic.Pointer[appSettings]
 	metrics  *appMetrics
+	// static is what the router serves of the app itself (static.go),
+	// nil until loaded; wantStatic is what it should be loaded from, and
+	// loading is set while a loader runs.
+	static     atomic.Pointer[appStatic]
+	wantStatic atomic.Pointer[staticKey]
+	loading    atomic.Bool
 }
 
 // appSettings is what of an app's record the router acts on.
@@ -137,6 +143,19 @@ func (b *backend) markDown(now int64) { b.downUntil.Store(now + int64(downFor)) 
 
 func (b *backend) up(now int64) bool { return b.downUntil.Load() <= now }
 
+// choose picks the backend of a request's attempt: the one its sticky
+// cookie names (stuck, if up) first, then by the app's balance; nil when
+// every backend was tried.
+func (rt *route) choose(s *appSettings, stuck *backend, attempt int, now int64, tried []*backend) *backend {
+	switch {
+	case attempt == 0 && stuck != nil:
+		return stuck
+	case s.Balance == skiff.BalanceRoundRobin:
+		return rt.next(now, tried)
+	}
+	return rt.pick(now, tried)
+}
+
 // pick chooses a backend for a request: of two taken at random, the one
 // with fewer requests under way (the power of two choices), skipping
 // backends that are down and any in tried. It returns nil when every
@@ -201,6 +220,9 @@ type view struct {
 	entries   map[string]*appEntry                 // by app
 	backends  map[string]*backend                  // by instance key (app.id)
 	pools     map[string]*sharedPool               // by address
+	// drain is how long requests under way on a retired backend's
+	// connections may go on (Config.DrainTimeout; 0: without limit).
+	drain time.Duration
 }
 
 // sharedPool is the connection pool of an address, and how many backends
@@ -214,14 +236,16 @@ type sharedPool struct {
 func (v *view) poolFor(addr string) *connPool {
 	p := v.pools[addr]
 	if p == nil {
-		p = &sharedPool{pool: &connPool{}}
+		p = &sharedPool{pool: &connPool{drain: v.drain}}
 		v.pools[addr] = p
 	}
 	p.refs++
 	return p.pool
 }
 
-// release lets go of addr's pool for one backend; the last one closes it.
+// release lets go of addr's pool for one backend; the last one closes it:
+// its idle connections at once, its busy ones after the drain timeout
+// (pool.go). The address's next backend gets a new pool.
 func (v *view) release(addr string) {
 	p := v.pools[addr]
 	if p == nil {
@@ -353,7 +377,8 @@ func (v *view) updateApp(app string) {
 
 // retire forgets the backends of old that next no longer has: they get no
 // new requests, and the idle connections of an address no backend has
-// any more are closed. Requests under way finish on their connections.
+// any more are closed. Requests under way may finish on their
+// connections, until the drain timeout.
 func (v *view) retire(old, next *route) {
 	if old == nil {
 		return
@@ -418,6 +443,7 @@ func (r *Router) follow(ctx context.Context, synced chan<- struct{}) error {
 		}
 	}
 	v := newView(r.cfg.Domain)
+	v.drain = r.cfg.DrainTimeout
 	certs := &certView{parsed: map[string]*tls.Certificate{}, names: map[string]string{}}
 	const buckets = 4
 	loaded := 0
@@ -464,6 +490,11 @@ func (r *Router) follow(ctx context.Context, synced chan<- struct{}) error {
 			}
 			if t := v.update(b); t != nil {
 				r.table.Store(t)
+			}
+			for app := range b.apps {
+				if e := v.entries[app]; e != nil {
+					r.wantStatic(ctx, e, v.apps[app])
+				}
 			}
 			clear(b.apps)
 			b.hosts = false

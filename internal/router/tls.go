@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
-	"net/http/httputil"
 	"strings"
 	"time"
 
@@ -21,8 +19,8 @@ import (
 // of the name the client asks for (SNI): the certificate of that exact
 // hostname, else of the wildcard domain over it. A client that offers
 // HTTP/2 (ALPN h2) is served by golang.org/x/net/http2 with a proxy of
-// net/http's; HTTP/1.1 over TLS takes the router's own path, as plain
-// HTTP does. Certificates come from the certs bucket, their keys sealed
+// net/http's (h2.go); HTTP/1.1 over TLS takes the router's own path, as
+// plain HTTP does. Certificates come from the certs bucket, their keys sealed
 // with the platform's secret key, so every router has them.
 
 // certTable maps hostnames (as stored: *.example.com for a wildcard) to
@@ -162,93 +160,6 @@ func (r *Router) trackH2(c net.Conn, add bool) bool {
 	delete(r.h2conns, c)
 	r.served.Done()
 	return true
-}
-
-// newH2 makes the HTTP/2 side: a net/http proxy over the same routes.
-func (r *Router) newH2() {
-	transport := &http.Transport{
-		DialContext:         dialer.DialContext,
-		MaxIdleConnsPerHost: maxIdlePerBackend,
-		IdleConnTimeout:     idleTimeout,
-		DisableCompression:  true,
-	}
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "backend" // the transport picks it
-			pr.Out.Host = pr.In.Host
-			if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
-				pr.Out.Header["X-Forwarded-For"] = append([]string(nil), prior...)
-			}
-			pr.SetXForwarded() // X-Forwarded-For, -Host, -Proto (https)
-			pr.Out.Header.Set("X-Forwarded-Port", r.tlsPort)
-			if id := pr.In.Header.Get("X-Request-Id"); !validRequestID([]byte(id)) {
-				pr.Out.Header.Set("X-Request-Id", string(newRequestID(nil)))
-			}
-			pr.Out.Header.Set("X-Request-Start", fmt.Sprintf("t=%d", time.Now().UnixMilli()))
-		},
-		Transport: picking{transport},
-		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
-			if req.Context().Err() == nil {
-				http.Error(w, "The app did not answer the request.", http.StatusBadGateway)
-			}
-		},
-	}
-	h := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		var scratch [256]byte
-		host := normalizeInto(scratch[:], []byte(req.Host))
-		e := r.table.Load().lookup(host)
-		switch {
-		case e == nil:
-			http.Error(w, "No app is deployed at "+string(host)+".", http.StatusNotFound)
-			return
-		case e.settings.Load().maintenance:
-			w.Header().Set("Retry-After", "5")
-			http.Error(w, "App "+e.name+" is down for maintenance. Please try again later.", http.StatusServiceUnavailable)
-			return
-		}
-		rt := e.route.Load()
-		if len(rt.backends) == 0 {
-			w.Header().Set("Retry-After", "5")
-			http.Error(w, "App "+e.name+" has no running web process.", http.StatusServiceUnavailable)
-			return
-		}
-		proxy.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), routeKey{}, rt)))
-	})
-	r.h2 = &http2.Server{IdleTimeout: keepIdle}
-	r.h2Base = &http.Server{Handler: h, ReadHeaderTimeout: headTimeout}
-	http2.ConfigureServer(r.h2Base, r.h2)
-}
-
-type routeKey struct{}
-
-// picking sends a request to a backend of its route, and to another when
-// a connection is refused: then nothing of the request was sent.
-type picking struct{ base http.RoundTripper }
-
-func (p picking) RoundTrip(req *http.Request) (*http.Response, error) {
-	rt := req.Context().Value(routeKey{}).(*route)
-	now := time.Now().UnixNano()
-	var tried []*backend
-	for {
-		b := rt.pick(now, tried)
-		if b == nil {
-			return nil, errors.New("no backend took the connection")
-		}
-		out := *req
-		u := *req.URL
-		u.Host = b.addr
-		out.URL = &u
-		b.inflight.Add(1)
-		resp, err := p.base.RoundTrip(&out)
-		b.inflight.Add(-1)
-		var op *net.OpError
-		if err != nil && errors.As(err, &op) && op.Op == "dial" {
-			b.markDown(now)
-			tried = append(tried, b)
-			continue
-		}
-		return resp, err
-	}
 }
 
 // normalizeInto lower-cases host, without its port and trailing dot, into

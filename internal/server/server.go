@@ -306,7 +306,8 @@ func newRoles(ctx context.Context, cfg Config, st *store.Store) (_ map[string]ro
 	}
 	routerPort := 0
 	if has(skiff.RoleRouter) {
-		rc := router.Config{Addr: cfg.RouterAddr, TLSAddr: cfg.RouterTLSAddr, Domain: cfg.Domain, AccessLog: true, Logger: log}
+		rc := router.Config{Addr: cfg.RouterAddr, TLSAddr: cfg.RouterTLSAddr, Domain: cfg.Domain, AccessLog: true,
+			Images: images, Logger: log}
 		if cfg.ACMEDirectory != "" {
 			if cfg.RouterTLSAddr == "" {
 				return nil, errors.New("--acme-directory needs --router-tls-addr: certificates are proven and served on the TLS port")

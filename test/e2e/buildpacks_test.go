@@ -146,10 +146,20 @@ func TestStaticSite(t *testing.T) {
 	if code, _, _ := s.get(host("site"), "/missing"); code != 404 {
 		t.Fatalf("/missing: %d", code)
 	}
-	// No app process runs for it.
+	// No app process runs for it, and the router serves its files itself
+	// once it has the image.
 	if ps := processesIn(s.data); len(ps) != 0 {
 		t.Fatalf("a static site runs processes %v", ps)
 	}
+	eventually(t, 10*time.Second, "the router to serve the site", func() bool {
+		s.get(host("site"), "/about")
+		for _, line := range strings.Split(s.ok("logs", "-a", "site", "--source", "router"), "\n") {
+			if strings.Contains(line, `path="/about"`) && strings.Contains(line, "dyno=router") {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // TestUnchangedPushReusesTheImage pushes the same tree twice: the second
