@@ -12,11 +12,14 @@
 package bus
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -34,9 +37,33 @@ type Config struct {
 	Listen string
 	// Token is the secret every client presents. Required.
 	Token string
+	// TLS, when set, is required of every connection from another
+	// process (in-process clients skip it), with a client certificate it
+	// verifies, and of every route between the nodes of a cluster.
+	TLS *tls.Config
+	// Cluster, when set, makes the server a node of a cluster: JetStream
+	// then keeps each stream on as many nodes as its replicas say, with
+	// its own Raft groups. Needs TLS.
+	Cluster *Cluster
 	// Logger receives the server's own log lines at debug level and its
 	// warnings and errors at their level.
 	Logger *slog.Logger
+}
+
+// Cluster is a bus node's place in a cluster.
+type Cluster struct {
+	// Name is the cluster's; every node has the same (default "skiff").
+	Name string
+	// Listen is the host:port other bus nodes connect to.
+	Listen string
+	// Advertise, when set, is the host:port the other nodes are told to
+	// reach this one at, when Listen is not it (0.0.0.0, or behind NAT).
+	Advertise string
+	// Peers are the host:port route addresses of other nodes; the node
+	// connects to them and learns the rest from them.
+	Peers []string
+	// User and Password authenticate routes, on top of TLS.
+	User, Password string
 }
 
 // Bus is a running embedded NATS server.
@@ -82,6 +109,15 @@ func New(cfg Config) (*Bus, error) {
 			opts.Port = server.RANDOM_PORT
 		}
 	}
+	if cfg.TLS != nil {
+		opts.TLSConfig = cfg.TLS.Clone()
+		opts.TLS, opts.TLSVerify, opts.TLSTimeout = true, true, 5
+	}
+	if c := cfg.Cluster; c != nil {
+		if err := clusterOptions(opts, cfg); err != nil {
+			return nil, err
+		}
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("bus: %w", err)
@@ -89,6 +125,53 @@ func New(cfg Config) (*Bus, error) {
 	b := &Bus{cfg: cfg, srv: srv, fatal: make(chan string, 1)}
 	srv.SetLoggerV2(slogAdapter{cfg.Logger, b.fatal}, false, false, false)
 	return b, nil
+}
+
+// clusterOptions sets the options of a cluster node.
+func clusterOptions(opts *server.Options, cfg Config) error {
+	c := cfg.Cluster
+	if cfg.TLS == nil || c.User == "" || c.Password == "" {
+		return errors.New("bus: a cluster node needs TLS and route credentials")
+	}
+	if cfg.Name == "skiff" {
+		return errors.New("bus: a cluster node needs a name of its own")
+	}
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("bus: cluster address %q: %w", c.Listen, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return fmt.Errorf("bus: cluster port %q: %w", port, err)
+	}
+	name := c.Name
+	if name == "" {
+		name = "skiff"
+	}
+	opts.Cluster = server.ClusterOpts{Name: name, Host: host, Port: p, Advertise: c.Advertise,
+		Username: c.User, Password: c.Password, TLSConfig: cfg.TLS.Clone(), TLSTimeout: 5}
+	for _, peer := range c.Peers {
+		if _, _, err := net.SplitHostPort(peer); err != nil {
+			return fmt.Errorf("bus: cluster peer %q: %w", peer, err)
+		}
+		opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats-route", Host: peer, User: url.UserPassword(c.User, c.Password)})
+	}
+	return nil
+}
+
+// Dial connects a process to the bus nodes at urls (nats://host:port),
+// with the bus token and, when tlsConfig is set, over TLS with its client
+// certificate. It reconnects for ever, to whichever node answers.
+func Dial(urls []string, token string, tlsConfig *tls.Config, name string) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Token(token), nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	if tlsConfig != nil {
+		opts = append(opts, nats.Secure(tlsConfig))
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("bus: connect to %s: %w", strings.Join(urls, ", "), err)
+	}
+	return nc, nil
 }
 
 // Start runs the server and waits until it accepts connections and
