@@ -70,6 +70,9 @@ next start every app comes back as it was.`,
 	f.StringVar(&cfg.ACMEEmail, "acme-email", "", "contact address of the ACME account")
 	f.StringVar(&cfg.SSHAddr, "ssh-addr", ":2222", "address of the SSH endpoint for git push and clone")
 	f.StringVar(&cfg.BusAddr, "bus-addr", "", "address the bus listens on for other nodes (default: none, in-process only)")
+	f.StringVar(&cfg.ClusterAddr, "cluster-addr", "", "address this bus node listens on for the other bus nodes of its cluster; starts a cluster unless --join-token joins one")
+	f.StringVar(&cfg.JoinToken, "join-token", os.Getenv("SKIFF_JOIN_TOKEN"), "join the cluster of this token (from skiff server join-token; default $SKIFF_JOIN_TOKEN)")
+	f.StringSliceVar(&cfg.Join, "join", nil, "nats://HOST:PORT of bus nodes to connect to, for a node without the bus role (default: those of the join token)")
 	f.StringVar(&cfg.Domain, "domain", "localhost", "apps answer at NAME.DOMAIN")
 	f.StringVar(&cfg.NodeName, "node-name", "", "name of this node (default: the hostname)")
 	f.StringVar(&roles, "roles", "", "comma-separated roles to run (default: all)")
@@ -84,5 +87,32 @@ next start every app comes back as it was.`,
 	f.Int64Var(&cfg.InstanceMemory, "instance-memory", 512<<20, "memory limit of an app instance, in bytes")
 	f.Int64Var(&cfg.BuildMemory, "build-memory", 2<<30, "memory limit of each command of a build, in bytes (isolated builds)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.AddCommand(joinTokenCommand())
+	return cmd
+}
+
+func joinTokenCommand() *cobra.Command {
+	var dataDir string
+	cmd := &cobra.Command{
+		Use:   "join-token",
+		Short: "Print the token other nodes join this node's cluster with",
+		Long: `Print the token a node joins this node's cluster with: skiff server
+--join-token TOKEN on the new node. It holds the cluster's secrets and the
+platform's keys: hand it over as you would a root password.
+
+This node must be a bus node of a cluster: started with --cluster-addr and
+--bus-addr.`,
+		Example: `  skiff server join-token --data /var/lib/skiff`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := server.JoinToken(dataDir)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), t)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data", defaultDataDir(), "data directory of this node")
 	return cmd
 }

@@ -213,6 +213,28 @@ func (b *Bus) ClientURL() string {
 	return b.srv.ClientURL()
 }
 
+// Peers is the number of bus nodes this one is connected with, itself
+// included: 1 when not clustered.
+func (b *Bus) Peers() int {
+	rz, err := b.srv.Routez(nil)
+	if err != nil {
+		return 1
+	}
+	names := map[string]bool{}
+	for _, r := range rz.Routes {
+		if r.RemoteName != "" {
+			names[r.RemoteName] = true
+		}
+	}
+	return len(names) + 1
+}
+
+// Leads reports whether this node is the JetStream cluster's meta
+// leader (always, when not clustered).
+func (b *Bus) Leads() bool {
+	return !b.srv.JetStreamIsClustered() || b.srv.JetStreamIsLeader()
+}
+
 // Shutdown stops the server, flushing JetStream to disk.
 func (b *Bus) Shutdown() {
 	b.srv.Shutdown()

@@ -30,7 +30,6 @@ import (
 	"github.com/skiff-paas/skiff/internal/api"
 	"github.com/skiff-paas/skiff/internal/archive"
 	"github.com/skiff-paas/skiff/internal/build"
-	"github.com/skiff-paas/skiff/internal/bus"
 	"github.com/skiff-paas/skiff/internal/deploy"
 	"github.com/skiff-paas/skiff/internal/image"
 	"github.com/skiff-paas/skiff/internal/isolate"
@@ -60,6 +59,16 @@ type Config struct {
 	SSHAddr                  string
 	// BusAddr, when set, is where the bus listens for other processes.
 	BusAddr string
+	// ClusterAddr, when set, is where this bus node listens for the
+	// other bus nodes of its cluster; at a node's first start it makes a
+	// new cluster, unless JoinToken joins one.
+	ClusterAddr string
+	// JoinToken, from `skiff server join-token` on a node of a cluster,
+	// joins this node to it.
+	JoinToken string
+	// Join lists nats://HOST:PORT of bus nodes a node without the bus
+	// role connects to (default: those the join token names).
+	Join []string
 	// Domain: apps answer at NAME.Domain.
 	Domain string
 	// AgentAddr is the host routers reach this node's instances at.
@@ -135,9 +144,6 @@ func (c *Config) setDefaults() error {
 			return fmt.Errorf("server: unknown role %q: the roles are %s", r, strings.Join(AllRoles, ", "))
 		}
 	}
-	if !contains(c.Roles, skiff.RoleBus) {
-		return errors.New("server: joining a remote bus comes with multi-node support; run the bus role here")
-	}
 	if c.NodeName == "" {
 		h, err := os.Hostname()
 		if err != nil {
@@ -207,6 +213,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := privateDataDir(cfg.DataDir); err != nil {
 		return fmt.Errorf("server: data directory: %w", err)
 	}
+	cluster, clustered, err := prepareCluster(cfg)
+	if err != nil {
+		return fmt.Errorf("server: cluster: %w", err)
+	}
 	busToken, err := secret.LoadOrCreateKey(filepath.Join(cfg.DataDir, "bus.key"))
 	if err != nil {
 		return err
@@ -220,22 +230,23 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	b, err := bus.New(bus.Config{Dir: filepath.Join(cfg.DataDir, "bus"), Name: cfg.NodeName, Listen: cfg.BusAddr,
-		Token: fmt.Sprintf("%x", busToken), Logger: log.With("role", "bus")})
+	nc, b, err := connectBus(cfg, cluster, clustered, fmt.Sprintf("%x", busToken))
 	if err != nil {
 		return err
 	}
-	if err := b.Start(time.Minute); err != nil {
-		return err
-	}
-	defer b.Shutdown()
-	nc, err := b.Connect(cfg.NodeName)
-	if err != nil {
-		return err
+	if b != nil {
+		defer b.Shutdown()
 	}
 	defer nc.Close()
-	st, err := store.Open(ctx, nc, box, store.Options{Logger: log})
+	replicas := 1
+	if clustered {
+		replicas = clusterReplicas
+	}
+	st, err := openStore(ctx, b, nc, box, store.Options{Replicas: replicas, Clustered: clustered, Logger: log})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for the cluster
+		}
 		return err
 	}
 
@@ -271,6 +282,7 @@ func Run(ctx context.Context, cfg Config) error {
 	go func() {
 		defer wg.Done()
 		announce(ctx, cfg, roles, log)
+		<-ctx.Done() // a node of the bus role alone runs no other
 	}()
 	wg.Wait()
 	close(errs)

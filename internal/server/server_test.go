@@ -216,7 +216,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{
 			name: "no bus role",
 			cfg:  func(dir string) server.Config { return server.Config{DataDir: dir, Roles: []string{"api"}} },
-			want: "run the bus role here",
+			want: "give --join-token",
 		},
 		{
 			name: "api port in use",

@@ -28,6 +28,10 @@ type Options struct {
 	// Replicas is the number of copies JetStream keeps of each bucket,
 	// stream and object store: 1 on a single node, 3 in a cluster.
 	Replicas int
+	// Clustered says the bus is a cluster (or will be): every stream is
+	// then made so that it can be replicated, the LOGS stream included,
+	// which a single node fsyncs in batches instead.
+	Clustered bool
 	// LogMaxAge and LogMaxBytes bound the LOGS stream (default 7 days, 1 GiB).
 	LogMaxAge   time.Duration
 	LogMaxBytes int64
@@ -109,12 +113,28 @@ func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*St
 	}
 	s := &Store{NC: nc, JS: js, box: box, log: opt.Logger, opt: opt}
 
+	// A bucket or stream keeps the replicas it has when it has more than
+	// opt says: a node of a cluster that restarts never lowers them.
+	replicas := func(stream string) int {
+		if st, err := js.Stream(ctx, stream); err == nil && st.CachedInfo().Config.Replicas > opt.Replicas {
+			return st.CachedInfo().Config.Replicas
+		}
+		return opt.Replicas
+	}
 	kv := func(name string, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 		cfg.Bucket = name
-		cfg.Replicas = opt.Replicas
+		cfg.Replicas = replicas("KV_" + name)
 		cfg.Storage = jetstream.FileStorage
 		if cfg.History == 0 {
 			cfg.History = 1
+		}
+		// A bucket as wanted is taken as it is: nodes starting together
+		// would otherwise each propose the same update.
+		if st, err := js.Stream(ctx, "KV_"+name); err == nil {
+			have := st.CachedInfo().Config
+			if have.Replicas >= cfg.Replicas && have.MaxAge == cfg.TTL && have.MaxMsgsPerSubject == int64(cfg.History) {
+				return js.KeyValue(ctx, name)
+			}
 		}
 		b, err := js.CreateOrUpdateKeyValue(ctx, cfg)
 		if err != nil {
@@ -150,7 +170,7 @@ func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*St
 
 	objects := func(name string) (jetstream.ObjectStore, error) {
 		o, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-			Bucket: name, Replicas: opt.Replicas, Storage: jetstream.FileStorage,
+			Bucket: name, Replicas: replicas("OBJ_" + name), Storage: jetstream.FileStorage,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("open object store %s: %w", name, err)
@@ -194,6 +214,9 @@ func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*St
 		Retention: jetstream.LimitsPolicy,
 	}}
 	for _, cfg := range streams {
+		if cfg.Replicas = replicas(cfg.Name); cfg.Replicas > 1 || opt.Clustered {
+			cfg.PersistMode = jetstream.DefaultPersistMode // async is for one replica only
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return nil, fmt.Errorf("open stream %s: %w", cfg.Name, err)
 		}

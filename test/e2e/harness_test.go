@@ -56,9 +56,12 @@ type server struct {
 	rtrAddr string
 	sshAddr string
 	flags   []string
-	cmd     *exec.Cmd
-	out     *testkit.SyncBuffer
-	exited  chan struct{}
+	// wait waits for the server to be up after it started (default:
+	// healthy).
+	wait   func()
+	cmd    *exec.Cmd
+	out    *testkit.SyncBuffer
+	exited chan struct{}
 }
 
 func freePort(t *testing.T) string {
@@ -102,6 +105,9 @@ func (s *server) start() {
 	args := append([]string{"server", "--data", s.data, "--api-addr", s.apiAddr, "--router-addr", s.rtrAddr, "--ssh-addr", s.sshAddr,
 		"--domain", domain, "--node-name", "e2e", "--boot-timeout", "15s", "--drain-delay", "500ms",
 		"--stop-grace", "5s", "--log-level", "debug"}, s.flags...)
+	if s.wait == nil {
+		s.wait = s.healthy
+	}
 	s.cmd = exec.Command(skiffBin, args...)
 	if s.out == nil {
 		s.out = &testkit.SyncBuffer{}
@@ -113,6 +119,12 @@ func (s *server) start() {
 	}
 	s.exited = make(chan struct{})
 	go func() { s.cmd.Wait(); close(s.exited) }()
+	s.wait()
+}
+
+// healthy waits until the server's API says it is ready.
+func (s *server) healthy() {
+	s.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get("http://" + s.apiAddr + "/healthz")
