@@ -54,6 +54,9 @@ func (p goPack) Compile(ctx context.Context, b *Build) (Result, error) {
 	if err := b.MkdirAll(ctx, cache); err != nil {
 		return Result{}, fmt.Errorf("go cache: %w", err)
 	}
+	if err := goTelemetryOff(ctx, b, cache); err != nil {
+		return Result{}, err
+	}
 	vendored, err := isDir(filepath.Join(b.Dir, "vendor"))
 	if err != nil {
 		return Result{}, err
@@ -121,6 +124,21 @@ func (p goPack) Compile(ctx context.Context, b *Build) (Result, error) {
 	return res, nil
 }
 
+// goTelemetryOff turns the go command's telemetry off for the builds of
+// the app: it would count into the build's home, and start a process of
+// its own that outlives the command.
+func goTelemetryOff(ctx context.Context, b *Build, cache string) error {
+	dir := filepath.Join(cache, "config", "go", "telemetry")
+	cmd := b.Sandbox.Command(ctx, "sh", "-c", `mkdir -p "$1" && echo off > "$1/mode"`, "sh", dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("go telemetry off: %v: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
 // goEnv is the environment of every go command of a build.
 func goEnv(appEnv map[string]string, cache string, vendored bool) []string {
 	env := []string{
@@ -128,6 +146,8 @@ func goEnv(appEnv map[string]string, cache string, vendored bool) []string {
 		"GOCACHE=" + filepath.Join(cache, "build"),
 		"GOPATH=" + filepath.Join(cache, "path"),
 		"GOFLAGS=" + goFlags(appEnv["GOFLAGS"], vendored),
+		// Where go keeps its settings, telemetry's among them (off).
+		"XDG_CONFIG_HOME=" + filepath.Join(cache, "config"),
 	}
 	if _, ok := appEnv["GOTOOLCHAIN"]; !ok {
 		// Never download a toolchain behind the user's back: the build
