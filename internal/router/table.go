@@ -215,7 +215,7 @@ func (rt *route) pick(now int64, tried []*backend) *backend {
 type view struct {
 	domain    string
 	apps      map[string]skiff.App
-	instances map[string]map[string]skiff.Instance // by app, then key
+	instances map[string]map[string]webInstance // by app, then key
 	domains   map[string]skiff.Domain              // by key (skiff.DomainKey)
 	entries   map[string]*appEntry                 // by app
 	backends  map[string]*backend                  // by instance key (app.id)
@@ -223,6 +223,22 @@ type view struct {
 	// drain is how long requests under way on a retired backend's
 	// connections may go on (Config.DrainTimeout; 0: without limit).
 	drain time.Duration
+}
+
+// webInstance is what the router keeps of a web instance that is up:
+// its strings in one allocation of their own, so that the decoded record
+// (and the garbage around it) is not kept alive for as long as the
+// instance runs, leaving the heap's spans sparse after many changes.
+type webInstance struct {
+	id, addr, name string
+	release        int
+}
+
+func compact(i skiff.Instance) webInstance {
+	name := i.Name()
+	all := i.ID + i.Addr + name // one new allocation
+	a, b := len(i.ID), len(i.ID)+len(i.Addr)
+	return webInstance{id: all[:a], addr: all[a:b], name: all[b:], release: i.Release}
 }
 
 // sharedPool is the connection pool of an address, and how many backends
@@ -258,7 +274,7 @@ func (v *view) release(addr string) {
 }
 
 func newView(domain string) *view {
-	return &view{domain: domain, apps: map[string]skiff.App{}, instances: map[string]map[string]skiff.Instance{},
+	return &view{domain: domain, apps: map[string]skiff.App{}, instances: map[string]map[string]webInstance{},
 		domains: map[string]skiff.Domain{}, entries: map[string]*appEntry{}, backends: map[string]*backend{},
 		pools: map[string]*sharedPool{}}
 }
@@ -283,10 +299,14 @@ func (v *view) apply(c change, b *batch) {
 		app, _, _ := strings.Cut(c.key, ".")
 		m := v.instances[app]
 		if m == nil {
-			m = map[string]skiff.Instance{}
+			m = map[string]webInstance{}
 			v.instances[app] = m
 		}
-		store.Apply(m, c.key, c.deleted, c.value.(skiff.Instance))
+		if i := c.value.(skiff.Instance); c.deleted || i.Proc != "web" || i.State != skiff.StateUp || i.Addr == "" {
+			delete(m, c.key)
+		} else {
+			m[c.key] = compact(i)
+		}
 		if len(m) == 0 {
 			delete(v.instances, app)
 		}
@@ -348,25 +368,23 @@ func (v *view) updateApp(app string) {
 		v.entries[app] = e
 	}
 	e.settings.Store(&appSettings{RouterSettings: a.Router, maintenance: a.Maintenance})
-	var up, current []skiff.Instance
+	var up, current []webInstance
 	for _, i := range v.instances[app] {
-		if i.Proc == "web" && i.State == skiff.StateUp && i.Addr != "" {
-			up = append(up, i)
-			if i.Release == a.Current {
-				current = append(current, i)
-			}
+		up = append(up, i)
+		if i.release == a.Current {
+			current = append(current, i)
 		}
 	}
 	if len(current) > 0 {
 		up = current
 	}
-	sort.Slice(up, func(x, y int) bool { return up[x].ID < up[y].ID })
+	sort.Slice(up, func(x, y int) bool { return up[x].id < up[y].id })
 	next := &route{app: app, backends: make([]*backend, len(up))}
 	for k, i := range up {
-		key := i.Key()
+		key := skiff.InstanceKey(app, i.id)
 		b := v.backends[key]
-		if b == nil || b.addr != i.Addr {
-			b = &backend{id: i.ID, addr: i.Addr, name: i.Name(), pool: v.poolFor(i.Addr)}
+		if b == nil || b.addr != i.addr {
+			b = &backend{id: i.id, addr: i.addr, name: i.name, pool: v.poolFor(i.addr)}
 			v.backends[key] = b
 		}
 		next.backends[k] = b
