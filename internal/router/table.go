@@ -216,10 +216,10 @@ type view struct {
 	domain    string
 	apps      map[string]skiff.App
 	instances map[string]map[string]webInstance // by app, then key
-	domains   map[string]skiff.Domain              // by key (skiff.DomainKey)
-	entries   map[string]*appEntry                 // by app
-	backends  map[string]*backend                  // by instance key (app.id)
-	pools     map[string]*sharedPool               // by address
+	domains   map[string]skiff.Domain           // by key (skiff.DomainKey)
+	entries   map[string]*appEntry              // by app
+	backends  map[string]*backend               // by instance key (app.id)
+	pools     map[string]*sharedPool            // by address
 	// drain is how long requests under way on a retired backend's
 	// connections may go on (Config.DrainTimeout; 0: without limit).
 	drain time.Duration
