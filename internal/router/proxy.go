@@ -222,15 +222,7 @@ func (cc *clientConn) proxy() bool {
 		stuck = rt.byID(req.cookie(skiff.StickyCookie), now)
 	}
 	for attempt := 0; ; attempt++ {
-		var b *backend
-		switch {
-		case attempt == 0 && stuck != nil:
-			b = stuck
-		case settings.Balance == skiff.BalanceRoundRobin:
-			b = rt.next(now, cc.tried)
-		default:
-			b = rt.pick(now, cc.tried)
-		}
+		b := rt.choose(settings, stuck, attempt, now, cc.tried)
 		cc.setCookie = nil
 		if settings.Sticky && b != stuck && b != nil {
 			cc.setCookie = b

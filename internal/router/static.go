@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -186,7 +187,7 @@ func (r *Router) tryStatic(ctx context.Context, app string, k staticKey) (*appSt
 		}
 	}
 	for _, m := range rel.Static {
-		h, err := buildpack.StaticDir(root, m.Dir, cmp(m.CacheControl, skiff.DefaultStaticCacheControl), passed)
+		h, err := buildpack.StaticDir(root, m.Dir, cmp.Or(m.CacheControl, skiff.DefaultStaticCacheControl), passed)
 		if err != nil {
 			r.log.Warn("static prefix not served by the router", "app", app, "path", m.Path, "err", err)
 			continue
@@ -196,13 +197,6 @@ func (r *Router) tryStatic(ctx context.Context, app string, k staticKey) (*appSt
 	s.errorPage = r.readPage(root, app, k.errorPage)
 	s.maintenancePage = r.readPage(root, app, k.maintenancePage)
 	return s, nil
-}
-
-func cmp(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // readPage reads a page file of the image at root; nil (the router's own

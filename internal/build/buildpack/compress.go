@@ -93,17 +93,10 @@ func encodedContent(f *os.File, size int64, tag, enc string) []byte {
 	if data, ok := compressed.lookup(key); ok {
 		return data
 	}
+	// tag is the digest of f's content that the handler computed (never
+	// one the image claims), so one site cannot put its content under the
+	// tag of another's file in this cache, shared by every site.
 	defer f.Seek(0, io.SeekStart)
-	// The tag may come from the image, which the app's owner controls,
-	// and the cache is shared by every site of the process: fill it only
-	// under the digest of what is filled, so that one site cannot put its
-	// content under the tag of another's file.
-	if sum, err := staticETag(f); err != nil || sum != tag {
-		return nil
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil
-	}
 	data, err := compressed.get(key, func() ([]byte, error) { return compressFile(f, size, enc) })
 	if err != nil {
 		return nil

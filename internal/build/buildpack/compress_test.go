@@ -373,6 +373,9 @@ func TestStaticCompressionForgedETag(t *testing.T) {
 	br := map[string]string{"Accept-Encoding": "br"}
 	// The forger asks first, to fill the cache under the victim's tag.
 	rec := serveStatic(hf, "GET", "/app.js", br)
+	if strings.HasPrefix(rec.Header().Get("Etag"), strings.TrimSuffix(tag, `"`)) {
+		t.Fatalf("the forger's site sent the tag its static.json claims: %s", rec.Header().Get("Etag"))
+	}
 	if got := decoded(t, rec.Header().Get("Content-Encoding"), rec.Body.Bytes()); got != forgerJS {
 		t.Fatalf("the forger's site sent %d bytes that are not its file", len(got))
 	}

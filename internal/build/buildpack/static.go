@@ -69,10 +69,6 @@ type staticConfig struct {
 	Headers   []staticHeaders  `json:"headers"`
 	ErrorPage string           `json:"error_page"`
 	Redirects []staticRedirect `json:"redirects"`
-	// ETags are the entity tags of the files under root, by slash-separated
-	// name: a digest of their content, computed once at build time. Images
-	// have every timestamp fixed, so modification times tell nothing.
-	ETags map[string]string `json:"etags,omitempty"`
 }
 
 type staticRoute struct {
@@ -118,7 +114,7 @@ func (staticPack) Compile(ctx context.Context, b *Build) (Result, error) {
 	if err := cfg.compile(); err != nil {
 		return Result{}, staticJSONError(err.Error())
 	}
-	files, size, err := checkStaticTree(b.Dir, &cfg)
+	files, size, hasIndex, err := checkStaticTree(b.Dir, &cfg)
 	if err != nil {
 		return Result{}, err
 	}
@@ -156,7 +152,7 @@ func (staticPack) Compile(ctx context.Context, b *Build) (Result, error) {
 	if len(features) > 0 {
 		fmt.Fprintf(b.Out, "       With %s\n", strings.Join(features, ", "))
 	}
-	if _, ok := cfg.ETags["index.html"]; !ok && !cfg.routes("/") {
+	if !hasIndex && !cfg.routes("/") {
 		fmt.Fprintf(b.Out, " !     %s has no index.html: the site's home page will answer 404\n", shown)
 	}
 	return Result{Processes: map[string]string{"web": skiff.StaticCommand}}, nil
@@ -166,34 +162,33 @@ func staticJSONError(msg string) error {
 	return skiff.Errorf(skiff.KindFailed, "fix static.json and push again (see the static site docs for its fields)", "static.json: %s", msg)
 }
 
-// checkStaticTree checks that the files cfg names are in the tree, and
-// counts the files served.
-func checkStaticTree(dir string, cfg *staticConfig) (files int, size int64, err error) {
+// checkStaticTree checks that the files cfg names are in the tree, counts
+// the files served, and says whether the site has a home page.
+func checkStaticTree(dir string, cfg *staticConfig) (files int, size int64, hasIndex bool, err error) {
 	app, err := os.OpenRoot(dir)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	defer app.Close()
 	docs := app
 	if cfg.Root != "." {
 		info, err := app.Stat(cfg.Root)
 		if link, lerr := app.Lstat(cfg.Root); err != nil && lerr == nil && link.Mode()&fs.ModeSymlink != 0 {
-			return 0, 0, skiff.Errorf(skiff.KindFailed, "make "+cfg.Root+" a directory of the app, not a link out of it",
+			return 0, 0, false, skiff.Errorf(skiff.KindFailed, "make "+cfg.Root+" a directory of the app, not a link out of it",
 				"static.json: root %q leads outside the app (or nowhere)", cfg.Root)
 		}
 		if err != nil || !info.IsDir() {
-			return 0, 0, skiff.Errorf(skiff.KindFailed, "create "+cfg.Root+"/ with the site's files, or change root in static.json",
+			return 0, 0, false, skiff.Errorf(skiff.KindFailed, "create "+cfg.Root+"/ with the site's files, or change root in static.json",
 				"static.json: root %q is not a directory in the app", cfg.Root)
 		}
 		// OpenRoot refuses a root that leads out of the app through a
 		// symlink.
 		if docs, err = app.OpenRoot(cfg.Root); err != nil {
-			return 0, 0, skiff.Errorf(skiff.KindFailed, "make "+cfg.Root+" a directory of the app, not a link out of it",
+			return 0, 0, false, skiff.Errorf(skiff.KindFailed, "make "+cfg.Root+" a directory of the app, not a link out of it",
 				"static.json: root %q leads outside the app", cfg.Root)
 		}
 		defer docs.Close()
 	}
-	cfg.ETags = map[string]string{}
 	err = fs.WalkDir(docs.FS(), ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -213,21 +208,16 @@ func checkStaticTree(dir string, cfg *staticConfig) (files int, size int64, err 
 			}
 			return nil
 		}
-		defer f.Close()
-		tag, err := staticETag(f)
-		if err != nil {
-			return err
-		}
+		f.Close()
 		files++
 		size += info.Size()
-		cfg.ETags[name] = tag
 		return nil
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("static: list %s: %w", cfg.Root, err)
+		return 0, 0, false, fmt.Errorf("static: list %s: %w", cfg.Root, err)
 	}
 	if files == 0 {
-		return 0, 0, skiff.Errorf(skiff.KindFailed, "put the site's files in "+cfg.Root+"/, or change root in static.json",
+		return 0, 0, false, skiff.Errorf(skiff.KindFailed, "put the site's files in "+cfg.Root+"/, or change root in static.json",
 			"static.json: root %q contains no files", cfg.Root)
 	}
 	isRegular := func(name string) bool {
@@ -236,13 +226,13 @@ func checkStaticTree(dir string, cfg *staticConfig) (files int, size int64, err 
 	}
 	for _, r := range cfg.Routes {
 		if !isRegular(r.File) {
-			return 0, 0, staticJSONError(fmt.Sprintf("routes[%q] names %q, which is not a file in %s/", r.Path, r.File, cfg.Root))
+			return 0, 0, false, staticJSONError(fmt.Sprintf("routes[%q] names %q, which is not a file in %s/", r.Path, r.File, cfg.Root))
 		}
 	}
 	if cfg.ErrorPage != "" && !isRegular(cfg.ErrorPage) {
-		return 0, 0, staticJSONError(fmt.Sprintf("error_page %q is not a file in %s/", cfg.ErrorPage, cfg.Root))
+		return 0, 0, false, staticJSONError(fmt.Sprintf("error_page %q is not a file in %s/", cfg.ErrorPage, cfg.Root))
 	}
-	return files, size, nil
+	return files, size, isRegular("index.html"), nil
 }
 
 // staticETag is the entity tag of a file's content.
