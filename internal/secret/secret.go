@@ -80,6 +80,19 @@ func LoadOrCreateKey(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read secret key: %w", err)
 	}
+	return decodeKey(path, data)
+}
+
+// ReadKey reads the key file at path that LoadOrCreateKey made.
+func ReadKey(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return decodeKey(path, data)
+}
+
+func decodeKey(path string, data []byte) ([]byte, error) {
 	key, err := hex.DecodeString(strings.TrimSpace(string(data)))
 	if err != nil || len(key) != KeySize {
 		return nil, fmt.Errorf("secret key %s is damaged: want %d hex-encoded bytes", path, KeySize)

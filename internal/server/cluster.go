@@ -2,14 +2,15 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -121,7 +122,7 @@ func saveCluster(dataDir string, info clusterInfo) error {
 // refusing to replace a different one: the data directory would belong
 // to another platform.
 func writeKey(path string, key []byte) error {
-	old, err := readKeyFile(path)
+	old, err := secret.ReadKey(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return secret.WriteFileExclusive(path, []byte(hex.EncodeToString(key)+"\n"))
@@ -165,7 +166,7 @@ func prepareCluster(cfg Config) (info clusterInfo, ok bool, err error) {
 		if err != nil {
 			return info, false, err
 		}
-		info = clusterInfo{Name: "skiff", RouteUser: "route", RoutePassword: randomHex(24), CACert: ca.CertPEM, CAKey: ca.KeyPEM}
+		info = clusterInfo{Name: "skiff", RouteUser: "route", RoutePassword: secret.Token(24), CACert: ca.CertPEM, CAKey: ca.KeyPEM}
 		ok = true
 	}
 	if !ok {
@@ -203,12 +204,6 @@ func union(a, b []string) []string {
 	return out
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // nodeTLS is the node's TLS configuration: a certificate of the cluster's
 // authority for its addresses, made at each start.
 func nodeTLS(cfg Config, info clusterInfo) (*tls.Config, error) {
@@ -239,11 +234,11 @@ func JoinToken(dataDir string) (string, error) {
 	if !ok {
 		return "", errors.New("this node is in no cluster: start it with --cluster-addr (and --bus-addr) first")
 	}
-	busToken, err := readKeyFile(filepath.Join(dataDir, "bus.key"))
+	busToken, err := secret.ReadKey(filepath.Join(dataDir, "bus.key"))
 	if err != nil {
 		return "", err
 	}
-	secretKey, err := readKeyFile(filepath.Join(dataDir, "secret.key"))
+	secretKey, err := secret.ReadKey(filepath.Join(dataDir, "secret.key"))
 	if err != nil {
 		return "", err
 	}
@@ -251,18 +246,6 @@ func JoinToken(dataDir string) (string, error) {
 		return "", errors.New("the bus of this node listens for no other node: start it with --bus-addr")
 	}
 	return joinToken{clusterInfo: info, BusToken: busToken, SecretKey: secretKey}.encode()
-}
-
-func readKeyFile(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	k, err := hex.DecodeString(strings.TrimSpace(string(data)))
-	if err != nil {
-		return nil, fmt.Errorf("%s is damaged: want hex-encoded bytes", path)
-	}
-	return k, nil
 }
 
 // connectBus starts this node's bus, when it has the role, and connects
@@ -308,59 +291,68 @@ func connectBus(cfg Config, info clusterInfo, clustered bool, token string) (nc 
 	return nc, b, nil
 }
 
-// openStore opens the state; on a bus node of a cluster, once the
-// cluster has three bus nodes.
+// openStore opens the state, retrying while the bus cannot take it yet;
+// on a bus node of a cluster, once the cluster has its bus nodes.
 func openStore(ctx context.Context, b *bus.Bus, nc *nats.Conn, box *secret.Box, opt store.Options) (*store.Store, error) {
-	if b != nil && opt.Clustered {
-		for waited := false; b.Peers() < opt.Replicas; waited = true {
-			if !waited && opt.Logger != nil {
-				opt.Logger.Info("waiting for the cluster's bus nodes to join", "have", b.Peers(), "want", opt.Replicas)
-			}
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(500 * time.Millisecond):
-			}
-		}
-	}
-	if b != nil && opt.Clustered {
-		// One node makes the state, the meta leader: the others wait for
-		// it, rather than all proposing the same streams at once.
-		js, err := jetstream.New(nc)
-		if err != nil {
+	if b != nil && opt.Replicas > 1 {
+		if err := waitForCluster(ctx, b, nc, opt.Replicas, opt.Logger); err != nil {
 			return nil, err
-		}
-		for wait := time.Now().Add(time.Minute); !b.Leads() && time.Now().Before(wait); {
-			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := js.Stream(sctx, skiff.StreamUsage) // the last one made
-			cancel()
-			if err == nil {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(500 * time.Millisecond):
-			}
 		}
 	}
 	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	var st *store.Store
+	var err error
+	werr := until(ctx, time.Second, func() bool {
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		st, err := store.Open(octx, nc, box, opt)
-		cancel()
-		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
-			return st, err
+		defer cancel()
+		if st, err = store.Open(octx, nc, box, opt); err == nil || time.Now().After(deadline) {
+			return true
 		}
 		if opt.Logger != nil {
 			opt.Logger.Warn("state not reachable yet; retrying", "err", err)
 		}
+		return false
+	})
+	return st, cmp.Or(err, werr)
+}
+
+// waitForCluster waits until the cluster has as many bus nodes as the
+// state has replicas, then, on nodes other than the meta leader, for the
+// leader to make the state (for a minute at most): all proposing the
+// same streams at once slows them all down.
+func waitForCluster(ctx context.Context, b *bus.Bus, nc *nats.Conn, replicas int, log *slog.Logger) error {
+	if b.Peers() < replicas && log != nil {
+		log.Info("waiting for the cluster's bus nodes to join", "have", b.Peers(), "want", replicas)
+	}
+	if err := until(ctx, 500*time.Millisecond, func() bool { return b.Peers() >= replicas }); err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(time.Minute)
+	return until(ctx, 500*time.Millisecond, func() bool {
+		if b.Leads() || time.Now().After(deadline) {
+			return true
+		}
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := js.Stream(sctx, skiff.StreamUsage) // the last one the state makes
+		return err == nil
+	})
+}
+
+// until calls done every interval until it reports true, or ctx ends.
+func until(ctx context.Context, interval time.Duration, done func() bool) error {
+	for !done() {
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
+			return ctx.Err()
+		case <-time.After(interval):
 		}
 	}
+	return nil
 }
 
 // dialCluster connects a node without the bus role to the cluster's bus

@@ -242,7 +242,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if clustered {
 		replicas = clusterReplicas
 	}
-	st, err := openStore(ctx, b, nc, box, store.Options{Replicas: replicas, Clustered: clustered, Logger: log})
+	st, err := openStore(ctx, b, nc, box, store.Options{Replicas: replicas, Logger: log})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for the cluster

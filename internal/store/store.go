@@ -28,10 +28,6 @@ type Options struct {
 	// Replicas is the number of copies JetStream keeps of each bucket,
 	// stream and object store: 1 on a single node, 3 in a cluster.
 	Replicas int
-	// Clustered says the bus is a cluster (or will be): every stream is
-	// then made so that it can be replicated, the LOGS stream included,
-	// which a single node fsyncs in batches instead.
-	Clustered bool
 	// LogMaxAge and LogMaxBytes bound the LOGS stream (default 7 days, 1 GiB).
 	LogMaxAge   time.Duration
 	LogMaxBytes int64
@@ -214,7 +210,7 @@ func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*St
 		Retention: jetstream.LimitsPolicy,
 	}}
 	for _, cfg := range streams {
-		if cfg.Replicas = replicas(cfg.Name); cfg.Replicas > 1 || opt.Clustered {
+		if cfg.Replicas = replicas(cfg.Name); cfg.Replicas > 1 {
 			cfg.PersistMode = jetstream.DefaultPersistMode // async is for one replica only
 		}
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
