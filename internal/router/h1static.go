@@ -1,7 +1,6 @@
 package router
 
 import (
-	"context"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -37,16 +36,9 @@ func (cc *clientConn) serveStatic(s *appStatic, keep bool) (served, again bool) 
 			hr.Header.Add(string(f.name), string(f.value))
 		}
 	}
-	hr = hr.WithContext(context.Background())
-	if rel != u.Path {
-		u2 := *u
-		u2.Path, u2.RawPath = rel, ""
-		hr.URL = &u2
-	}
 	w := &h1Writer{cc: cc, h: http.Header{}, keep: keep}
 	began := time.Now()
-	h.ServeHTTP(w, hr)
-	if w.passed && w.status == 0 {
+	if !serveFrom(w, hr, h, rel) {
 		return false, false // no such file: the app answers
 	}
 	err = w.finish()
@@ -64,12 +56,9 @@ type h1Writer struct {
 	keep    bool // the connection may serve another request
 	chunked bool
 	noBody  bool
-	passed  bool
 }
 
 func (w *h1Writer) Header() http.Header { return w.h }
-
-func (w *h1Writer) pass() { w.passed = true }
 
 func (w *h1Writer) WriteHeader(code int) {
 	if w.status != 0 || code < 200 {

@@ -115,7 +115,10 @@ func (r *Router) serveH2(w http.ResponseWriter, req *http.Request, proxy http.Ha
 	}
 	if static.serves() && req.ContentLength == 0 {
 		if h, rel := static.handler(req.Method, req.URL.Path); h != nil {
-			if r.serveStaticH2(cw, req, h, rel, &hr.entry) {
+			began := time.Now()
+			if serveFrom(cw, req, h, rel) {
+				hr.entry.dyno = "router"
+				hr.entry.service += time.Since(began)
 				return
 			}
 		}
@@ -127,36 +130,6 @@ func (r *Router) serveH2(w http.ResponseWriter, req *http.Request, proxy http.Ha
 	}
 	proxy.ServeHTTP(cw, req.WithContext(context.WithValue(req.Context(), h2Key{}, hr)))
 }
-
-// serveStaticH2 answers req from a static handler, with the path
-// relative to its prefix; it reports false, having written nothing, when
-// the handler has no file for it.
-func (r *Router) serveStaticH2(w *countingWriter, req *http.Request, h http.Handler, rel string, en *accessEntry) bool {
-	sr := req
-	if rel != req.URL.Path {
-		u := *req.URL
-		u.Path, u.RawPath = rel, ""
-		sr = req.Clone(req.Context())
-		sr.URL = &u
-	}
-	pw := &passWriter{countingWriter: w}
-	began := time.Now()
-	h.ServeHTTP(pw, sr)
-	if pw.passed && w.status == 0 {
-		return false
-	}
-	en.dyno = "router"
-	en.service += time.Since(began)
-	return true
-}
-
-// passWriter notes that a static handler passed a request on to the app.
-type passWriter struct {
-	*countingWriter
-	passed bool
-}
-
-func (w *passWriter) pass() { w.passed = true }
 
 // h2Transport sends a request to the backend its route chooses, and to
 // another when a connection is refused: then nothing of the request was

@@ -89,10 +89,44 @@ func (s *appStatic) handler(method, urlPath string) (http.Handler, string) {
 // passed is the handler of requests a static prefix has no file for: it
 // marks them to go on to the app.
 var passed = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-	if p, ok := w.(interface{ pass() }); ok {
-		p.pass()
+	if p, ok := w.(*passWriter); ok {
+		p.passed = true
 	}
 })
+
+// serveFrom answers req from h, a handler of s, with the path relative to
+// its prefix; it reports false, having written nothing, when h has no
+// file for it and the app is to answer. Both sides of the router, HTTP/1.1
+// and HTTP/2, serve static files through it.
+func serveFrom(w http.ResponseWriter, req *http.Request, h http.Handler, rel string) bool {
+	if rel != req.URL.Path {
+		u := *req.URL
+		u.Path, u.RawPath = rel, ""
+		req = req.WithContext(req.Context()) // a shallow copy
+		req.URL = &u
+	}
+	pw := &passWriter{ResponseWriter: w}
+	h.ServeHTTP(pw, req)
+	return !pw.passed || pw.wrote
+}
+
+// passWriter notes whether a static handler answered or passed.
+type passWriter struct {
+	http.ResponseWriter
+	passed, wrote bool
+}
+
+func (w *passWriter) WriteHeader(code int) {
+	w.wrote = true
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *passWriter) Write(p []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *passWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // wantStatic notes what e's static files should be loaded from, and
 // starts loading them if that changed.
