@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/skiff-paas/skiff/internal/cron"
 	"github.com/skiff-paas/skiff/internal/skiff"
 )
 
@@ -40,6 +41,9 @@ type appJSON struct {
 	// router serves itself: {"/assets": "public/assets"} or
 	// {"/assets": {"dir": "public/assets", "cache_control": "…"}}.
 	Static map[string]staticMount `json:"static"`
+	// Cron lists commands to run on a schedule, as Dokku's app.json
+	// does: [{"command": "…", "schedule": "*/5 * * * *"}].
+	Cron []skiff.CronJob `json:"cron"`
 }
 
 // staticMount is an app.json static entry: a directory, or an object
@@ -100,6 +104,9 @@ func readAppJSON(dir string) (appJSON, error) {
 		}
 	}
 	if _, err := m.staticMounts(); err != nil {
+		return m, err
+	}
+	if m.Cron, err = cronJobs(m.Cron); err != nil {
 		return m, err
 	}
 	for k := range m.Env {
@@ -208,4 +215,14 @@ func (m appJSON) noWebWanted() bool {
 	}
 	w, ok := m.Formation["web"]
 	return !ok || w.Quantity != nil && *w.Quantity == 0
+}
+
+// cronJobs checks app.json's cron entries and returns them cleaned up.
+func cronJobs(jobs []skiff.CronJob) ([]skiff.CronJob, error) {
+	out, err := cron.CheckJobs(jobs)
+	var e *skiff.Error
+	if errors.As(err, &e) {
+		return nil, skiff.Errorf(skiff.KindFailed, e.Hint, "app.json cron: %s", e.Message)
+	}
+	return out, err
 }

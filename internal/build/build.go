@@ -331,6 +331,7 @@ func (b *Builder) build(ctx context.Context, req skiff.BuildRequest, out func(st
 		return res, err
 	} else if ok {
 		out("-----> No change in the source, buildpack or config since %s: reusing its image", prev.Label())
+		prev.Cron = manifest.Cron
 		return b.release(ctx, req, prev, version, vars, out)
 	}
 
@@ -417,7 +418,7 @@ func (b *Builder) build(ctx context.Context, req skiff.BuildRequest, out func(st
 		return res, err
 	}
 	built := skiff.Release{Image: im, Processes: procs, Buildpack: packName, BuildKey: key,
-		ManifestHealthCheck: manifest.healthCheck(), Env: env, Static: static}
+		ManifestHealthCheck: manifest.healthCheck(), Env: env, Static: static, Cron: manifest.Cron}
 	return b.release(ctx, req, built, version, vars, out)
 }
 
@@ -441,7 +442,7 @@ func (b *Builder) release(ctx context.Context, req skiff.BuildRequest, built ski
 	rel, err := b.st.CreateRelease(ctx, skiff.Release{
 		App: req.App, Description: desc, Image: built.Image, Processes: built.Processes,
 		ConfigVersion: version, ConfigSealed: sealed, CreatedBy: req.Actor, Buildpack: built.Buildpack,
-		BuildKey: built.BuildKey, ManifestHealthCheck: built.ManifestHealthCheck, Env: built.Env, Static: built.Static,
+		BuildKey: built.BuildKey, ManifestHealthCheck: built.ManifestHealthCheck, Env: built.Env, Static: built.Static, Cron: built.Cron,
 		HealthCheck: skiff.EffectiveHealthCheck(app, built.ManifestHealthCheck),
 	})
 	if err != nil {

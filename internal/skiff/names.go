@@ -18,6 +18,7 @@ const (
 	BucketLocks       = "locks"
 	BucketCerts       = "certs" // TLS certificates by hostname (DomainKey)
 	BucketACME        = "acme"  // the ACME client's account and certificates, sealed
+	BucketCron        = "cron"  // claims of scheduled jobs' slots, and their last runs (CronRun)
 )
 
 // Object stores.

@@ -3,6 +3,7 @@ package skiff
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,6 +72,9 @@ type Release struct {
 	// Static lists the URL path prefixes the router serves straight from
 	// directories of the image (app.json's static).
 	Static []StaticMount `json:"static,omitempty"`
+	// Cron lists the jobs to run on a schedule (app.json's cron): a
+	// rollback brings back its release's.
+	Cron []CronJob `json:"cron,omitempty"`
 
 	Status        ReleaseStatus `json:"status"`
 	StatusReason  string        `json:"status_reason,omitempty"`
@@ -87,6 +91,7 @@ func (r Release) Derive(description, actor string) Release {
 	n.Status, n.StatusReason, n.DeployStarted, n.FinishedAt = "", "", time.Time{}, time.Time{}
 	n.Processes = maps.Clone(r.Processes)
 	n.Env = maps.Clone(r.Env)
+	n.Cron = slices.Clone(r.Cron)
 	return n
 }
 
