@@ -76,6 +76,9 @@ next start every app comes back as it was.`,
 	f.StringVar(&cfg.Domain, "domain", "localhost", "apps answer at NAME.DOMAIN")
 	f.StringVar(&cfg.NodeName, "node-name", "", "name of this node (default: the hostname)")
 	f.StringVar(&roles, "roles", "", "comma-separated roles to run (default: all)")
+	f.StringToStringVar(&cfg.Labels, "labels", nil, "labels of this node that apps may be placed by, e.g. region=eu,zone=eu-1a")
+	f.Int64Var(&cfg.NodeMemory, "node-memory", 0, "memory this node's instances may reserve, in bytes (default: the machine's less 1 GiB)")
+	f.DurationVar(&cfg.DeadAfter, "node-dead-after", 6*time.Second, "how long a node may miss heartbeats before it is declared dead and its instances are started elsewhere")
 	f.DurationVar(&cfg.BootTimeout, "boot-timeout", 60*time.Second, "how long a release's processes may take to come up")
 	f.DurationVar(&cfg.StopGrace, "stop-grace", 30*time.Second, "how long a process has to exit after SIGTERM before SIGKILL")
 	f.DurationVar(&cfg.DrainDelay, "drain-delay", 2*time.Second, "how long a retired web process keeps serving requests under way")
@@ -87,6 +90,8 @@ next start every app comes back as it was.`,
 	f.Int64Var(&cfg.InstanceMemory, "instance-memory", 512<<20, "memory limit of an app instance, in bytes")
 	f.Int64Var(&cfg.BuildMemory, "build-memory", 2<<30, "memory limit of each command of a build, in bytes (isolated builds)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.DurationVar(&cfg.CronMinute, "cron-minute", time.Minute, "how long a minute of scheduled jobs' schedules lasts (for tests)")
+	_ = f.MarkHidden("cron-minute")
 	cmd.AddCommand(joinTokenCommand())
 	return cmd
 }

@@ -29,11 +29,14 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,6 +89,12 @@ type Config struct {
 	DrainDelay time.Duration
 	// Heartbeat is the interval of the node's heartbeats (default 1 s).
 	Heartbeat time.Duration
+	// Labels are the node's labels (region=eu), reported in its
+	// heartbeat for placement.
+	Labels map[string]string
+	// Memory is what the node's instances may reserve, in bytes (default:
+	// the machine's memory less 1 GiB, at least a quarter of it).
+	Memory int64
 	// PortMin and PortMax bound the ports given to instances
 	// (default 20000-29999).
 	PortMin, PortMax int
@@ -99,6 +108,11 @@ type Agent struct {
 	log   *slog.Logger
 	ports *portPool
 	ready atomic.Bool
+	// count is how many instances run, for the heartbeat.
+	count atomic.Int64
+	// suspect asks the heartbeat to check at once whether the node was
+	// declared dead (an instance's record was taken away).
+	suspect chan struct{}
 }
 
 // New validates cfg and returns an agent.
@@ -135,6 +149,11 @@ func New(cfg Config, st *store.Store) (*Agent, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = time.Second
 	}
+	if cfg.Memory <= 0 {
+		if total := memTotal(); total > 0 {
+			cfg.Memory = max(total-1<<30, total/4)
+		}
+	}
 	if cfg.PortMin == 0 && cfg.PortMax == 0 {
 		cfg.PortMin, cfg.PortMax = 20000, 29999
 	}
@@ -147,7 +166,8 @@ func New(cfg Config, st *store.Store) (*Agent, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "instances"), 0o700); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	return &Agent{cfg: cfg, st: st, log: cfg.Logger.With("role", "agent"), ports: newPortPool(cfg.PortMin, cfg.PortMax)}, nil
+	return &Agent{cfg: cfg, st: st, log: cfg.Logger.With("role", "agent"), ports: newPortPool(cfg.PortMin, cfg.PortMax),
+		suspect: make(chan struct{}, 1)}, nil
 }
 
 // Ready reports whether the agent has taken up its assignments.
@@ -158,14 +178,16 @@ func (ag *Agent) DriverName() string { return ag.cfg.Driver.Name() }
 
 // Run converges on the node's assignments until ctx ends, then stops every
 // instance it runs and returns.
+//
+// Should the node be declared dead (it was silent past the scheduler's
+// grace period, and its instances were started elsewhere), the agent
+// learns it from its heartbeat when the bus answers again: it kills every
+// instance it runs at once, without a word to the bus about them, and
+// only then comes back as a new incarnation of the node and takes up its
+// assignments afresh. Until then, an agent that lost the bus keeps its
+// instances running: routers that still reach them keep sending requests.
 func (ag *Agent) Run(ctx context.Context) error {
 	ag.reap()
-	if err := ag.clearStaleRecords(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while starting
-		}
-		return err
-	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	stopRuns, err := ag.serveRuns(ctx)
@@ -174,19 +196,45 @@ func (ag *Agent) Run(ctx context.Context) error {
 	}
 	defer stopRuns()
 
+	fence := make(chan chan struct{})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		ag.heartbeat(ctx)
+		ag.heartbeat(ctx, fence)
 	}()
+	for {
+		err := ag.converge(ctx, fence)
+		if !errors.Is(err, errFenced) {
+			return err
+		}
+	}
+}
 
-	changes, err := ag.st.Assignments.Watch(ctx, ag.cfg.Node+".>")
+// errFenced ends a converge loop whose instances were killed because the
+// node had been declared dead.
+var errFenced = errors.New("the node was declared dead")
+
+// converge runs the node's assignments until ctx ends, or until the
+// heartbeat finds the node declared dead: then it kills every instance,
+// closes the channel it was handed and returns errFenced.
+func (ag *Agent) converge(ctx context.Context, fence <-chan chan struct{}) error {
+	if err := ag.clearStaleRecords(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
+		return err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	changes, err := ag.st.Assignments.Watch(wctx, ag.cfg.Node+".>")
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting
 		}
 		return fmt.Errorf("agent: %w", err)
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	running := map[string]*instance{} // by assignment key; owned by this loop
 	exited := make(chan string)
 	for {
@@ -208,8 +256,9 @@ func (ag *Agent) Run(ctx context.Context) error {
 				if running[c.Key] != nil {
 					continue // assignments do not change once written
 				}
-				in := &instance{a: c.Value, retire: make(chan struct{})}
+				in := &instance{a: c.Value, retire: make(chan struct{}), kill: make(chan struct{})}
 				running[c.Key] = in
+				ag.count.Add(1)
 				wg.Add(1)
 				go func(key string) {
 					defer wg.Done()
@@ -222,20 +271,52 @@ func (ag *Agent) Run(ctx context.Context) error {
 			}
 		case key := <-exited:
 			delete(running, key)
+			ag.count.Add(-1)
+		case done := <-fence:
+			ag.log.Warn("this node was declared dead and its instances replaced: killing them", "instances", len(running))
+			for _, in := range running {
+				close(in.kill)
+			}
+			for len(running) > 0 {
+				delete(running, <-exited)
+				ag.count.Add(-1)
+			}
+			close(done)
+			return errFenced
 		}
 	}
 }
 
 // heartbeat keeps the node's record fresh, and removes it when ctx ends.
-func (ag *Agent) heartbeat(ctx context.Context) {
+// Each beat updates the record at the revision of the last one, so that a
+// change by another writer shows: a drain (taken into the next beat), or
+// the node declared dead, or its record gone (then fence is asked to kill
+// every instance, and the node comes back as a new incarnation).
+func (ag *Agent) heartbeat(ctx context.Context, fence chan<- chan struct{}) {
 	node := skiff.Node{Name: ag.cfg.Node, Addr: ag.cfg.Addr, Roles: ag.cfg.Roles, Driver: ag.cfg.Driver.Name(),
-		StartedAt: time.Now().UTC()}
+		Labels: ag.cfg.Labels, Memory: ag.cfg.Memory, InstanceMemory: ag.cfg.Limits.Memory, CPUs: runtime.NumCPU(),
+		StartedAt: time.Now().UTC(), Incarnation: newIncarnation()}
+	var rev uint64 // of the last beat; 0: take the record over
 	t := time.NewTicker(ag.cfg.Heartbeat)
 	defer t.Stop()
 	for {
-		node.Heartbeat = time.Now().UTC()
-		if _, err := ag.st.Nodes.Put(ctx, ag.cfg.Node, node); err != nil && ctx.Err() == nil {
+		node.Heartbeat, node.Load, node.Instances = time.Now().UTC(), loadAverage(), int(ag.count.Load())
+		next, err := ag.beat(ctx, &node, rev)
+		switch {
+		case errors.Is(err, errFenced):
+			done := make(chan struct{})
+			select {
+			case fence <- done:
+				<-done
+			case <-ctx.Done():
+			}
+			node.Incarnation, node.State, node.StateSince, rev = newIncarnation(), "", time.Time{}, 0
+			ag.log.Info("back as a new incarnation of the node", "incarnation", node.Incarnation)
+			continue
+		case err != nil && ctx.Err() == nil:
 			ag.log.Warn("heartbeat", "err", err)
+		case err == nil:
+			rev = next
 		}
 		select {
 		case <-ctx.Done():
@@ -244,8 +325,78 @@ func (ag *Agent) heartbeat(ctx context.Context) {
 			_ = ag.st.Nodes.Delete(bg, ag.cfg.Node)
 			return
 		case <-t.C:
+		case <-ag.suspect:
 		}
 	}
+}
+
+// beat writes one heartbeat and returns the record's new revision, or
+// errFenced if the record says this incarnation is dead or is gone.
+func (ag *Agent) beat(ctx context.Context, node *skiff.Node, rev uint64) (uint64, error) {
+	if rev == 0 {
+		// This incarnation's first beat: keep what others set.
+		if old, _, err := ag.st.Nodes.Get(ctx, node.Name); err == nil {
+			node.Drain = old.Drain
+		} else if !errors.Is(err, skiff.ErrNotFound) {
+			return 0, err
+		}
+		return ag.st.Nodes.Put(ctx, node.Name, *node)
+	}
+	next, err := ag.st.Nodes.UpdateAt(ctx, node.Name, *node, rev)
+	if !errors.Is(err, skiff.ErrConflict) {
+		return next, err
+	}
+	old, oldRev, err := ag.st.Nodes.Get(ctx, node.Name)
+	switch {
+	case errors.Is(err, skiff.ErrNotFound):
+		return 0, errFenced
+	case err != nil:
+		return 0, err
+	case old.Incarnation != node.Incarnation || old.State == skiff.NodeDead:
+		return 0, errFenced
+	}
+	node.Drain = old.Drain
+	return ag.st.Nodes.UpdateAt(ctx, node.Name, *node, oldRev)
+}
+
+// suspectDeath has the heartbeat check the node's record at once.
+func (ag *Agent) suspectDeath() {
+	select {
+	case ag.suspect <- struct{}{}:
+	default:
+	}
+}
+
+func newIncarnation() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// loadAverage is the machine's 1-minute load average, 0 if unknown.
+func loadAverage() float64 {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f, _, _ := strings.Cut(string(data), " ")
+	v, _ := strconv.ParseFloat(f, 64)
+	return v
+}
+
+// memTotal is the machine's memory in bytes, 0 if unknown.
+func memTotal() int64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(data)) {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // clearStaleRecords deletes instance records this node left behind in an

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -39,8 +40,11 @@ type instance struct {
 	a       skiff.Assignment
 	retire  chan struct{} // closed when the assignment is deleted
 	retired bool
+	kill    chan struct{} // closed when the node was declared dead
 
 	rec    skiff.Instance // the last report
+	rev    uint64         // of the last report written; 0 before the first
+	fenced bool           // the record was taken away: write nothing more
 	quick  int            // quick crashes in a row
 	health string         // the release's health check path, set by start
 	log    *slog.Logger
@@ -56,6 +60,7 @@ const (
 	exited    outcome = iota // the process ended by itself
 	stopped                  // the supervisor stopped it: retired or shutting down
 	unhealthy                // the supervisor stopped it: it failed its health check
+	killed                   // the supervisor killed it: it was replaced elsewhere
 )
 
 func backoff(quick int) time.Duration {
@@ -77,10 +82,12 @@ func (ag *Agent) supervise(ctx context.Context, in *instance) {
 		Generation: a.Generation, Node: ag.cfg.Node, State: skiff.StateStarting}
 	dir := filepath.Join(ag.cfg.Dir, "instances", a.ID)
 	defer func() {
-		bg, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := ag.st.Instances.Delete(bg, in.rec.Key()); err != nil {
-			in.log.Warn("delete instance record", "err", err)
+		if !in.fenced {
+			bg, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := ag.st.Instances.Delete(bg, in.rec.Key()); err != nil {
+				in.log.Warn("delete instance record", "err", err)
+			}
 		}
 		os.RemoveAll(dir)
 	}()
@@ -100,6 +107,9 @@ func (ag *Agent) supervise(ctx context.Context, in *instance) {
 			ag.ports.put(port)
 			switch out {
 			case stopped:
+				return
+			case killed:
+				ag.platformLog(a, "Killed: %s was replaced on another node while this node was out of reach", a.Name())
 				return
 			case unhealthy:
 				reason = why
@@ -132,6 +142,9 @@ func (ag *Agent) supervise(ctx context.Context, in *instance) {
 		select {
 		case <-time.After(delay):
 		case <-in.retire:
+			return
+		case <-in.kill:
+			in.fenced = true
 			return
 		case <-ctx.Done():
 			return
@@ -326,6 +339,9 @@ func (ag *Agent) run(ctx context.Context, in *instance, proc Process, port int) 
 	defer stable.Stop()
 	var failing <-chan error // the health check failed too often
 	for {
+		if in.fenced {
+			return killed, ""
+		}
 		select {
 		case <-healthy:
 			healthy = nil
@@ -352,6 +368,9 @@ func (ag *Agent) run(ctx context.Context, in *instance, proc Process, port int) 
 			ag.report(ctx, in)
 		case <-proc.Done():
 			return exited, ""
+		case <-in.kill:
+			in.fenced = true
+			return killed, ""
 		case <-in.retire:
 			ag.stop(in, proc, true)
 			return stopped, ""
@@ -531,17 +550,30 @@ func (ag *Agent) stop(in *instance, proc Process, drain bool) {
 		wasUp := in.rec.State == skiff.StateUp && a.Proc == "web"
 		in.rec.State, in.rec.Addr, in.rec.Since = skiff.StateStopping, "", time.Now().UTC()
 		ag.report(bg, in)
-		if wasUp {
+		if wasUp && !in.fenced {
 			select {
 			case <-time.After(ag.cfg.DrainDelay):
 			case <-proc.Done():
+			case <-in.kill:
 			}
 		}
+	}
+	if in.fenced || isClosed(in.kill) {
+		// Replaced elsewhere: no grace for a process nobody may reach.
+		in.fenced = true
+		ag.platformLog(a, "Killed: %s was replaced on another node while this node was out of reach", a.Name())
+		_ = proc.Signal(syscall.SIGKILL)
+		<-proc.Done()
+		return
 	}
 	ag.platformLog(a, "Stopping all processes with SIGTERM")
 	_ = proc.Signal(syscall.SIGTERM)
 	select {
 	case <-proc.Done():
+	case <-in.kill:
+		in.fenced = true
+		_ = proc.Signal(syscall.SIGKILL)
+		<-proc.Done()
 	case <-time.After(ag.cfg.StopGrace):
 		ag.platformLog(a, "Processes did not exit within %s of SIGTERM: stopping them with SIGKILL", ag.cfg.StopGrace)
 		_ = proc.Signal(syscall.SIGKILL)
@@ -550,12 +582,54 @@ func (ag *Agent) stop(in *instance, proc Process, drain bool) {
 	ag.platformLog(a, "Process exited: %s", proc.ExitReason())
 }
 
-// report writes the instance's record. Failures are logged: the next
-// state change writes the whole record again.
-func (ag *Agent) report(ctx context.Context, in *instance) {
-	if _, err := ag.st.Instances.Put(ctx, in.rec.Key(), in.rec); err != nil && ctx.Err() == nil {
-		in.log.Warn("report instance", "err", err)
+// isClosed reports whether ch (which is never sent on) is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
+}
+
+// report writes the instance's record, at the revision of the last
+// report: only the scheduler takes a record away, when it declared the
+// node dead and started the instance elsewhere. The supervisor that finds
+// its record gone is fenced: it writes nothing more, kills its process,
+// and has the heartbeat check the node at once. Other failures are logged:
+// the next state change writes the whole record again.
+func (ag *Agent) report(ctx context.Context, in *instance) {
+	if in.fenced {
+		return
+	}
+	key := in.rec.Key()
+	var rev uint64
+	var err error
+	if in.rev == 0 {
+		rev, err = ag.st.Instances.Create(ctx, key, in.rec)
+	} else {
+		rev, err = ag.st.Instances.UpdateAt(ctx, key, in.rec, in.rev)
+	}
+	if errors.Is(err, skiff.ErrConflict) {
+		// A write whose answer was lost may have landed: the record is
+		// ours if it is there at all.
+		var have uint64
+		if _, have, err = ag.st.Instances.Get(ctx, key); errors.Is(err, skiff.ErrNotFound) && in.rev != 0 {
+			in.log.Warn("the instance's record was taken away: it was replaced elsewhere")
+			in.fenced = true
+			ag.suspectDeath()
+			return
+		} else if err == nil {
+			rev, err = ag.st.Instances.UpdateAt(ctx, key, in.rec, have)
+		}
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			in.log.Warn("report instance", "err", err)
+		}
+		return
+	}
+	in.rev = rev
 }
 
 func (ag *Agent) platformLog(a skiff.Assignment, format string, args ...any) {

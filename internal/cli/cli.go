@@ -100,15 +100,16 @@ Log in once with the token the server printed, then deploy:
 
 	e := &env{g: g}
 	root.AddGroup(&cobra.Group{ID: "apps", Title: "Apps:"}, &cobra.Group{ID: "run", Title: "Running apps:"})
-	for _, c := range []*cobra.Command{appsCommand(e), deployCommand(e), configCommand(e), domainsCommand(e), certsCommand(e), healthCheckCommand(e), routerCommand(e)} {
+	for _, c := range []*cobra.Command{appsCommand(e), deployCommand(e), configCommand(e), domainsCommand(e), certsCommand(e), healthCheckCommand(e), routerCommand(e), placementCommand(e)} {
 		c.GroupID = "apps"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{psCommand(e), scaleCommand(e), restartCommand(e), runCommand(e), maintenanceCommand(e), logsCommand(e), releasesCommand(e), rollbackCommand(e)} {
+	for _, c := range []*cobra.Command{psCommand(e), scaleCommand(e), restartCommand(e), runCommand(e), cronCommand(e), maintenanceCommand(e), logsCommand(e), releasesCommand(e), rollbackCommand(e)} {
 		c.GroupID = "run"
 		root.AddCommand(c)
 	}
-	root.AddCommand(loginCommand(e), logoutCommand(e), versionCommand(e), keysCommand(e), gitCommand(e), usersCommand(e), gitHookCommand(e))
+	root.AddCommand(loginCommand(e), logoutCommand(e), versionCommand(e), keysCommand(e), gitCommand(e), usersCommand(e), gitHookCommand(e), nodesCommand(e))
+	root.AddCommand(adminCommand(e))
 	root.PersistentPreRun = func(cmd *cobra.Command, args []string) {
 		e.stdin, e.stdout, e.stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
 	}

@@ -459,3 +459,36 @@ func (c *Client) ChangeRouterSettings(ctx context.Context, app string, ch skiff.
 	var s skiff.RouterSettings
 	return s, c.call(ctx, "PATCH", appPath(app, "router"), ch, &s)
 }
+
+// Nodes lists the platform's nodes (admins only).
+func (c *Client) Nodes(ctx context.Context) ([]skiff.NodeInfo, error) {
+	var ns []skiff.NodeInfo
+	return ns, c.call(ctx, "GET", "/v1/nodes", nil, &ns)
+}
+
+// DrainNode sets (or, with drain false, clears) a node's drain flag.
+func (c *Client) DrainNode(ctx context.Context, name string, drain bool) (skiff.NodeInfo, error) {
+	method := "PUT"
+	if !drain {
+		method = "DELETE"
+	}
+	var n skiff.NodeInfo
+	return n, c.call(ctx, method, "/v1/nodes/"+url.PathEscape(name)+"/drain", nil, &n)
+}
+
+// RemoveNode forgets a node that no longer runs.
+func (c *Client) RemoveNode(ctx context.Context, name string) error {
+	return c.call(ctx, "DELETE", "/v1/nodes/"+url.PathEscape(name), nil, nil)
+}
+
+// Placement returns the node labels an app is pinned to.
+func (c *Client) Placement(ctx context.Context, app string) (map[string]string, error) {
+	var m map[string]string
+	return m, c.call(ctx, "GET", appPath(app, "placement"), nil, &m)
+}
+
+// SetPlacement pins an app's instances to nodes with the labels.
+func (c *Client) SetPlacement(ctx context.Context, app string, labels map[string]string) (map[string]string, error) {
+	var m map[string]string
+	return m, c.call(ctx, "PUT", appPath(app, "placement"), labels, &m)
+}

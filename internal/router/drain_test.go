@@ -303,3 +303,39 @@ func TestPoolTracksBusyConnections(t *testing.T) {
 		t.Fatal("a drained pool kept a connection")
 	}
 }
+
+// TestDeadNodeCutAtOnce: when a node is declared dead, its backends get
+// no more requests and requests under way on them are cut at once, not
+// after the drain timeout; an idempotent one not answered yet is sent
+// again to a backend on a live node.
+func TestDeadNodeCutAtOnce(t *testing.T) {
+	e := startWith(t, func(c *Config) { c.DrainTimeout = time.Minute })
+	ctx := context.Background()
+	old := newSlowBackend(t, "old")
+	e.app("shop", 1)
+	put := func(id, node, addr string) {
+		i := skiff.Instance{ID: id, App: "shop", Proc: "web", Index: 1, Release: 1, State: skiff.StateUp, Addr: addr, Node: node}
+		e.st.Instances.Put(ctx, i.Key(), i)
+	}
+	put("a", "n1", old.addr)
+	e.waitBody("shop.apps.test", "old")
+
+	slow := goGet(&http.Client{}, "http://"+e.r.Addr()+"/slow", "shop.apps.test")
+	old.waitStarted(t)
+	put("b", "n2", upstream(t, "new"))
+	e.waitBackends("shop", "a", "b")
+	declared := time.Now()
+	e.st.Nodes.Put(ctx, "n1", skiff.Node{Name: "n1", State: skiff.NodeDead})
+	r := wait(t, slow)
+	if r.err != nil || r.code != 200 || !strings.HasPrefix(r.body, "new") {
+		t.Fatalf("the request under way on the dead node got %d %q %v, want it answered by the live one", r.code, r.body, r.err)
+	}
+	if d := r.at.Sub(declared); d > 5*time.Second {
+		t.Fatalf("the request was cut %s after the node's death", d)
+	}
+	e.waitBackends("shop", "b")
+	// The node comes back (a new incarnation): its instances, once they
+	// report again, are routed to.
+	e.st.Nodes.Put(ctx, "n1", skiff.Node{Name: "n1"})
+	e.waitBackends("shop", "a", "b")
+}

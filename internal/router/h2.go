@@ -142,6 +142,9 @@ func (t h2Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	now := time.Now().UnixNano()
 	var tried []*backend
 	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			hr.rt = hr.app.route.Load() // as in the HTTP/1.1 path
+		}
 		b := hr.rt.choose(hr.settings, hr.stuck, attempt, now, tried)
 		if b == nil || attempt > len(hr.rt.backends)+2 {
 			return nil, errNoBackend
@@ -176,6 +179,7 @@ func (t h2Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp, err = nil, errors.New("backend switched protocols unasked")
 		}
 		if err != nil {
+			cut := ctx.Err() != nil // by the pool's drain, or the client
 			hr.entry.service += time.Since(gotConn)
 			b.inflight.Add(-1)
 			b.pool.untrack(s)
@@ -183,6 +187,13 @@ func (t h2Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			var op *net.OpError
 			if errors.As(err, &op) && op.Op == "dial" {
 				b.markDown(now)
+				tried = append(tried, b)
+				continue
+			}
+			if cut && !b.pool.cutLate() && req.Context().Err() == nil && (req.Body == nil || req.Body == http.NoBody) &&
+				idempotent([]byte(req.Method)) {
+				// Cut by the router before any answer (the backend's node
+				// died): sent again elsewhere, as on HTTP/1.1.
 				tried = append(tried, b)
 				continue
 			}

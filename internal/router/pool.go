@@ -18,7 +18,7 @@ const (
 	idleTimeout       = 60 * time.Second // an idle backend connection is closed after it
 	idleCheck         = 15 * time.Second // how often idle connections are looked at
 	staleAfter        = time.Second      // an idle connection older than this is checked before reuse
-	dialTimeout       = 5 * time.Second
+	dialTimeout       = 2 * time.Second  // a backend that does not answer a SYN in time is skipped like one that refused
 	bufSize           = 16 << 10
 )
 
@@ -63,7 +63,8 @@ type connPool struct {
 	busy    []*backendConn
 	streams map[*h2Stream]struct{} // HTTP/2 side requests under way (h2.go)
 	closed  bool                   // the backend is retired: connections are not kept
-	drained bool                   // the drain timeout passed: none is handed out
+	drained bool                   // the drain ended: none is handed out
+	late    bool                   // it ended at the drain timeout, not at the node's death
 }
 
 // h2Stream is a request of the HTTP/2 side under way on a pool's
@@ -216,8 +217,22 @@ func (p *connPool) closeAll() {
 		c.Close()
 	}
 	if first && p.drain > 0 {
-		time.AfterFunc(p.drain, p.closeBusy)
+		time.AfterFunc(p.drain, func() {
+			p.mu.Lock()
+			p.late = !p.drained
+			p.mu.Unlock()
+			p.closeBusy()
+		})
 	}
+}
+
+// cutLate reports whether the pool's busy connections were cut at the
+// drain timeout: a request cut then took too long, and is not sent
+// again elsewhere, unlike one cut because its backend's node died.
+func (p *connPool) cutLate() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.late
 }
 
 // closeBusy closes the connections still busy and cancels the HTTP/2

@@ -222,6 +222,11 @@ func (cc *clientConn) proxy() bool {
 		stuck = rt.byID(req.cookie(skiff.StickyCookie), now)
 	}
 	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			// A retry takes the route as it is now: the backend that
+			// failed may have gone with its node meanwhile.
+			rt = e.route.Load()
+		}
 		b := rt.choose(settings, stuck, attempt, now, cc.tried)
 		cc.setCookie = nil
 		if settings.Sticky && b != stuck && b != nil {
@@ -262,8 +267,13 @@ func (cc *clientConn) proxy() bool {
 			return !req.close
 		case retry:
 			// The connection failed before any answer and nothing of the
-			// request's body was read: another connection may take it.
+			// request's body was read: another connection may take it,
+			// unless it was cut for taking longer than the drain.
 			b.pool.drop(bc)
+			if b.pool.cutLate() {
+				cc.replyPage(502, static.pageFor(false), "App "+e.name+" did not answer the request.\n", true)
+				return false
+			}
 			if !reused {
 				cc.tried = append(cc.tried, b)
 			}

@@ -125,6 +125,7 @@ func contains(bs []*backend, b *backend) bool {
 type backend struct {
 	id, addr string
 	name     string // web.1, for the access log
+	node     string
 	// inflight counts the requests under way, for least-connections.
 	inflight atomic.Int64
 	// downUntil (unix nanoseconds) is set when a connection to the
@@ -220,6 +221,9 @@ type view struct {
 	entries   map[string]*appEntry              // by app
 	backends  map[string]*backend               // by instance key (app.id)
 	pools     map[string]*sharedPool            // by address
+	// dead holds the nodes the scheduler declared dead: their instances
+	// get no requests, and requests under way on them are cut at once.
+	dead map[string]bool
 	// drain is how long requests under way on a retired backend's
 	// connections may go on (Config.DrainTimeout; 0: without limit).
 	drain time.Duration
@@ -230,15 +234,15 @@ type view struct {
 // (and the garbage around it) is not kept alive for as long as the
 // instance runs, leaving the heap's spans sparse after many changes.
 type webInstance struct {
-	id, addr, name string
-	release        int
+	id, addr, name, node string
+	release              int
 }
 
 func compact(i skiff.Instance) webInstance {
 	name := i.Name()
-	all := i.ID + i.Addr + name // one new allocation
-	a, b := len(i.ID), len(i.ID)+len(i.Addr)
-	return webInstance{id: all[:a], addr: all[a:b], name: all[b:], release: i.Release}
+	all := i.ID + i.Addr + name + i.Node // one new allocation
+	a, b, c := len(i.ID), len(i.ID)+len(i.Addr), len(i.ID)+len(i.Addr)+len(name)
+	return webInstance{id: all[:a], addr: all[a:b], name: all[b:c], node: all[c:], release: i.Release}
 }
 
 // sharedPool is the connection pool of an address, and how many backends
@@ -261,14 +265,18 @@ func (v *view) poolFor(addr string) *connPool {
 
 // release lets go of addr's pool for one backend; the last one closes it:
 // its idle connections at once, its busy ones after the drain timeout
-// (pool.go). The address's next backend gets a new pool.
-func (v *view) release(addr string) {
+// (pool.go), or at once too if abort (its node is dead). The address's
+// next backend gets a new pool.
+func (v *view) release(addr string, abort bool) {
 	p := v.pools[addr]
 	if p == nil {
 		return
 	}
 	if p.refs--; p.refs <= 0 {
 		p.pool.closeAll()
+		if abort {
+			p.pool.closeBusy()
+		}
 		delete(v.pools, addr)
 	}
 }
@@ -276,7 +284,7 @@ func (v *view) release(addr string) {
 func newView(domain string) *view {
 	return &view{domain: domain, apps: map[string]skiff.App{}, instances: map[string]map[string]webInstance{},
 		domains: map[string]skiff.Domain{}, entries: map[string]*appEntry{}, backends: map[string]*backend{},
-		pools: map[string]*sharedPool{}}
+		pools: map[string]*sharedPool{}, dead: map[string]bool{}}
 }
 
 // batch is what a run of changes touched.
@@ -314,6 +322,25 @@ func (v *view) apply(c change, b *batch) {
 	case skiff.BucketDomains:
 		store.Apply(v.domains, c.key, c.deleted, c.value.(skiff.Domain))
 		b.hosts = true
+	case skiff.BucketNodes:
+		// Heartbeats change nothing here; a node's death does.
+		dead := !c.deleted && c.value.(skiff.Node).State == skiff.NodeDead
+		if dead == v.dead[c.key] {
+			return
+		}
+		if dead {
+			v.dead[c.key] = true
+		} else {
+			delete(v.dead, c.key)
+		}
+		for app, m := range v.instances {
+			for _, i := range m {
+				if i.node == c.key {
+					b.apps[app] = true
+					break
+				}
+			}
+		}
 	}
 }
 
@@ -370,6 +397,9 @@ func (v *view) updateApp(app string) {
 	e.settings.Store(&appSettings{RouterSettings: a.Router, maintenance: a.Maintenance})
 	var up, current []webInstance
 	for _, i := range v.instances[app] {
+		if v.dead[i.node] {
+			continue
+		}
 		up = append(up, i)
 		if i.release == a.Current {
 			current = append(current, i)
@@ -384,7 +414,7 @@ func (v *view) updateApp(app string) {
 		key := skiff.InstanceKey(app, i.id)
 		b := v.backends[key]
 		if b == nil || b.addr != i.addr {
-			b = &backend{id: i.id, addr: i.addr, name: i.name, pool: v.poolFor(i.addr)}
+			b = &backend{id: i.id, addr: i.addr, name: i.name, node: i.node, pool: v.poolFor(i.addr)}
 			v.backends[key] = b
 		}
 		next.backends[k] = b
@@ -416,7 +446,7 @@ func (v *view) retire(old, next *route) {
 			if v.backends[key] == b {
 				delete(v.backends, key)
 			}
-			v.release(b.addr)
+			v.release(b.addr, v.dead[b.node])
 		}
 	}
 }
@@ -455,6 +485,7 @@ func (r *Router) follow(ctx context.Context, synced chan<- struct{}) error {
 		forward(ctx, r.st.Instances, changes),
 		forward(ctx, r.st.Domains, changes),
 		forward(ctx, r.st.Certs, changes),
+		forward(ctx, r.st.Nodes, changes),
 	} {
 		if err != nil {
 			return err
@@ -463,7 +494,7 @@ func (r *Router) follow(ctx context.Context, synced chan<- struct{}) error {
 	v := newView(r.cfg.Domain)
 	v.drain = r.cfg.DrainTimeout
 	certs := &certView{parsed: map[string]*tls.Certificate{}, names: map[string]string{}}
-	const buckets = 4
+	const buckets = 5
 	loaded := 0
 	b := &batch{apps: map[string]bool{}}
 	idle := time.NewTicker(idleCheck)
@@ -490,10 +521,12 @@ func (r *Router) follow(ctx context.Context, synced chan<- struct{}) error {
 				case c.bucket == skiff.BucketCerts:
 					t := r.applyCert(certs, c)
 					r.certs.Store(&t)
+				case c.bucket == skiff.BucketNodes:
+					v.apply(c, b) // heartbeats, mostly: not counted
 				default:
 					v.apply(c, b)
+					routeChanges.Inc()
 				}
-				routeChanges.Inc()
 				select {
 				case c = <-changes:
 				default:

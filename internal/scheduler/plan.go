@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -27,9 +28,18 @@ type State struct {
 	Formations  map[string]skiff.Formation
 	Assignments map[string]skiff.Assignment // by ID
 	Instances   map[string]skiff.Instance   // by ID
-	// Nodes are the nodes that may take new instances.
+	// Nodes are the known nodes, each with the State the scheduler judged
+	// from its heartbeats: NodeUp (or empty), NodeSuspect or NodeDead.
 	Nodes []skiff.Node
 }
+
+// Moves in flight at once: a move starts an instance on another node and
+// stops the old one once the new one is up. Draining nodes move several
+// instances at a time; rebalancing one.
+const (
+	maxDrainMoves     = 4
+	maxRebalanceMoves = 1
+)
 
 // Plan is what the loop must write to bring the state closer to what is
 // desired.
@@ -72,11 +82,7 @@ type slot struct {
 // same reports whether a fills s. An assignment of another size does
 // not: a resize replaces a type's processes as a restart does.
 func (s slot) same(a skiff.Assignment) bool {
-	size := a.Size
-	if size == "" {
-		size = skiff.DefaultSize
-	}
-	return a.Proc == s.proc && a.Index == s.index && a.Release == s.release && a.Generation == s.generation && size == s.size
+	return a.Proc == s.proc && a.Index == s.index && a.Release == s.release && a.Generation == s.generation && sizeOr(a.Size) == s.size
 }
 
 // Compute decides, for every app, which instances should exist, whether a
@@ -92,14 +98,28 @@ func (s slot) same(a skiff.Assignment) bool {
 // With no target, the current release's slots are kept filled; an instance
 // replaced by a restart or a changed slot stays until its replacement is up.
 func Compute(s *State, newID func() string) Plan {
-	p := &planner{State: s, newID: newID, perNode: map[string]int{}, perAppNode: map[string]int{}}
-	for _, a := range s.Assignments {
-		p.perNode[a.Node]++
-		p.perAppNode[a.App+"/"+a.Node]++
+	p := &planner{State: s, newID: newID, nodes: map[string]*skiff.Node{}, perNode: map[string]int{},
+		perAppNode: map[string]int{}, reserved: map[string]int64{}}
+	for i := range s.Nodes {
+		p.nodes[s.Nodes[i].Name] = &s.Nodes[i]
 	}
 	byApp := map[string][]skiff.Assignment{}
+	slots := map[string]int{} // assignments per app, slot identity
 	for _, a := range s.Assignments {
+		if p.dead(a.Node) {
+			// Its instance went with its node: the slot is filled again
+			// elsewhere in this same round.
+			p.Delete = append(p.Delete, a)
+			continue
+		}
 		byApp[a.App] = append(byApp[a.App], a)
+		p.count(a, 1)
+		slots[fmt.Sprintf("%s/%s/%d/%d/%d/%s", a.App, a.Proc, a.Index, a.Release, a.Generation, sizeOr(a.Size))]++
+	}
+	for _, n := range slots {
+		if n > 1 {
+			p.moves++
+		}
 	}
 	names := make([]string, 0, len(s.Apps)+len(byApp))
 	for name := range s.Apps {
@@ -128,8 +148,35 @@ type planner struct {
 	*State
 	Plan
 	newID      func() string
-	perNode    map[string]int // assignments per node
-	perAppNode map[string]int // assignments per app+"/"+node
+	nodes      map[string]*skiff.Node
+	perNode    map[string]int   // assignments per node
+	perAppNode map[string]int   // assignments per app+"/"+node
+	reserved   map[string]int64 // memory reserved per node
+	moves      int              // slots with an instance moving to another node
+	unplaced   string           // why the last placement found no node
+}
+
+// count adds (or, with -1, removes) a from the per-node counts.
+func (p *planner) count(a skiff.Assignment, n int) {
+	p.perNode[a.Node] += n
+	p.perAppNode[a.App+"/"+a.Node] += n
+	if node := p.nodes[a.Node]; node != nil {
+		p.reserved[a.Node] += int64(n) * node.MemoryFor(sizeOr(a.Size))
+	}
+}
+
+// dead reports whether the scheduler declared node dead. A node it knows
+// nothing of is not: the scheduler names every node it judged.
+func (p *planner) dead(node string) bool {
+	n := p.nodes[node]
+	return n != nil && n.State == skiff.NodeDead
+}
+
+func sizeOr(size string) string {
+	if size == "" {
+		return skiff.DefaultSize
+	}
+	return size
 }
 
 func (p *planner) app(app Versioned[skiff.App], assigned []skiff.Assignment) {
@@ -173,7 +220,7 @@ func (p *planner) app(app Versioned[skiff.App], assigned []skiff.Assignment) {
 		p.Delete = append(p.Delete, assigned...)
 		return
 	}
-	p.steady(*current, formation, assigned)
+	p.steady(app.Value, *current, formation, assigned)
 }
 
 // rollout starts the target's instances and commits or fails the release.
@@ -186,7 +233,7 @@ func (p *planner) rollout(app Versioned[skiff.App], target Versioned[skiff.Relea
 		target = Versioned[skiff.Release]{Value: rel, Rev: 0} // the status write above must land first
 	}
 	slots := slotsOf(rel, f)
-	mine := p.fill(app.Value.Name, rel, slots, assigned)
+	mine := p.fill(app.Value, rel, slots, assigned, false)
 	for _, a := range assigned {
 		if a.Release == rel.Version && !inSlots(a, slots) {
 			p.Delete = append(p.Delete, a) // scaled down meanwhile
@@ -195,6 +242,11 @@ func (p *planner) rollout(app Versioned[skiff.App], target Versioned[skiff.Relea
 
 	var notUp []string
 	var crashed string
+	for _, s := range slots {
+		if !slices.ContainsFunc(mine, s.same) {
+			notUp = append(notUp, skiff.ProcessName(s.proc, s.index)) // no node could take it
+		}
+	}
 	for _, a := range mine {
 		inst, ok := p.Instances[a.ID]
 		if !ok || inst.State != skiff.StateUp {
@@ -227,8 +279,8 @@ func (p *planner) rollout(app Versioned[skiff.App], target Versioned[skiff.Relea
 		reason := crashed
 		if reason == "" {
 			reason = fmt.Sprintf("%s not up within %s", strings.Join(notUp, ", "), p.BootTimeout)
-			if len(p.Nodes) == 0 {
-				reason += ": no node with the agent role is available"
+			if p.unplaced != "" {
+				reason += ": " + p.unplaced
 			} else if hasWeb(notUp) {
 				reason += ": a web process must accept connections on $PORT"
 			}
@@ -247,9 +299,9 @@ func (p *planner) rollout(app Versioned[skiff.App], target Versioned[skiff.Relea
 
 // steady keeps the current release's slots filled and retires what is not
 // wanted any more.
-func (p *planner) steady(rel skiff.Release, f skiff.Formation, assigned []skiff.Assignment) {
+func (p *planner) steady(app skiff.App, rel skiff.Release, f skiff.Formation, assigned []skiff.Assignment) {
 	slots := slotsOf(rel, f)
-	mine := p.fill(rel.App, rel, slots, assigned)
+	mine := p.fill(app, rel, slots, assigned, p.settled(slots, assigned))
 	up := map[string]bool{} // "proc.index" whose wanted instance is up
 	for _, a := range mine {
 		if inst, ok := p.Instances[a.ID]; ok && inst.State == skiff.StateUp {
@@ -272,52 +324,217 @@ func (p *planner) steady(rel skiff.Release, f skiff.Formation, assigned []skiff.
 	}
 }
 
-// fill returns the assignments of rel that fill slots, creating the
-// missing ones.
-func (p *planner) fill(app string, rel skiff.Release, slots []slot, assigned []skiff.Assignment) []skiff.Assignment {
+// fill returns, for each slot, the assignment of rel meant to fill it,
+// creating the missing ones. A slot has more than one assignment while its
+// instance moves to another node (the node drains, the app's placement
+// changed, or the instances are spread better): the newest is the one
+// meant, and the others are deleted once it is up, so that the slot never
+// goes without a running instance. Moves start only when the app is
+// settled (every slot has an instance up) and few others are under way.
+func (p *planner) fill(app skiff.App, rel skiff.Release, slots []slot, assigned []skiff.Assignment, settled bool) []skiff.Assignment {
 	var out []skiff.Assignment
 	for _, s := range slots {
-		var found *skiff.Assignment
-		for i := range assigned {
-			if s.same(assigned[i]) {
-				found = &assigned[i]
-				break
+		var cands []skiff.Assignment
+		for _, a := range assigned {
+			if s.same(a) {
+				cands = append(cands, a)
 			}
 		}
-		if found != nil {
-			out = append(out, *found)
+		if len(cands) == 0 {
+			if a, ok := p.create(app, rel, s, ""); ok {
+				out = append(out, a)
+			}
 			continue
 		}
-		node, ok := p.place(app)
-		if !ok {
+		sort.Slice(cands, func(i, j int) bool {
+			if !cands[i].CreatedAt.Equal(cands[j].CreatedAt) {
+				return cands[i].CreatedAt.Before(cands[j].CreatedAt)
+			}
+			return cands[i].ID < cands[j].ID
+		})
+		newest := cands[len(cands)-1]
+		if len(cands) > 1 {
+			if p.up(newest) {
+				for _, old := range cands[:len(cands)-1] {
+					p.Delete = append(p.Delete, old)
+					p.count(old, -1)
+				}
+			}
+			out = append(out, newest)
 			continue
 		}
-		a := skiff.Assignment{
-			ID: p.newID(), App: app, Proc: s.proc, Index: s.index, Release: rel.Version, Generation: s.generation,
-			Node: node, Image: rel.Image, Command: rel.Processes[s.proc], Size: s.size, CreatedAt: p.Now,
+		if why := p.shouldMove(app, newest, settled); why != "" {
+			if a, ok := p.create(app, rel, s, newest.Node); ok {
+				p.moves++
+				p.Events = append(p.Events, skiff.Event{App: app.Name, Type: skiff.EventInstanceMoved, Release: rel.Version,
+					Instance: newest.Name(), Component: "scheduler",
+					Message: fmt.Sprintf("Moving %s from %s to %s: %s", newest.Name(), newest.Node, a.Node, why)})
+				out = append(out, a)
+				continue
+			}
 		}
-		p.Create = append(p.Create, a)
-		out = append(out, a)
+		out = append(out, newest)
 	}
 	return out
 }
 
-// place picks the node for a new instance of app: the one with the fewest
-// instances of the app, then the fewest instances overall.
-func (p *planner) place(app string) (string, bool) {
-	best, bestApp, bestAll := "", 0, 0
-	for _, n := range p.Nodes {
-		na, nt := p.perAppNode[app+"/"+n.Name], p.perNode[n.Name]
-		if best == "" || na < bestApp || (na == bestApp && (nt < bestAll || (nt == bestAll && n.Name < best))) {
-			best, bestApp, bestAll = n.Name, na, nt
+// settled reports whether every slot has an instance up.
+func (p *planner) settled(slots []slot, assigned []skiff.Assignment) bool {
+	for _, s := range slots {
+		up := false
+		for _, a := range assigned {
+			if s.same(a) && p.up(a) {
+				up = true
+				break
+			}
+		}
+		if !up {
+			return false
 		}
 	}
-	if best == "" {
-		return "", false
+	return true
+}
+
+func (p *planner) up(a skiff.Assignment) bool {
+	i, ok := p.Instances[a.ID]
+	return ok && i.State == skiff.StateUp
+}
+
+// shouldMove says why a's instance should run on another node, or "".
+func (p *planner) shouldMove(app skiff.App, a skiff.Assignment, settled bool) string {
+	n := p.nodes[a.Node]
+	if n == nil || !settled {
+		return ""
 	}
-	p.perAppNode[app+"/"+best]++
-	p.perNode[best]++
-	return best, true
+	switch {
+	case n.Drain:
+		if p.moves < maxDrainMoves {
+			return "node " + n.Name + " is draining"
+		}
+	case !matches(*n, app.Placement):
+		if p.moves < maxDrainMoves {
+			return "the app's placement asks for " + formatLabels(app.Placement)
+		}
+	case p.moves < maxRebalanceMoves:
+		to, _ := p.pick(app, sizeOr(a.Size), a.Node)
+		if to == "" {
+			return ""
+		}
+		from, dest := p.perAppNode[app.Name+"/"+a.Node], p.perAppNode[app.Name+"/"+to]
+		switch {
+		case dest+1 < from:
+			return "to spread the app's instances"
+		case dest+1 <= from && p.perNode[to]+1 < p.perNode[a.Node]:
+			return "to balance the nodes' load"
+		}
+	}
+	return ""
+}
+
+// create makes a new assignment of rel for slot s on the best node other
+// than exclude.
+func (p *planner) create(app skiff.App, rel skiff.Release, s slot, exclude string) (skiff.Assignment, bool) {
+	node, why := p.pick(app, s.size, exclude)
+	if node == "" {
+		p.unplaced = why
+		return skiff.Assignment{}, false
+	}
+	a := skiff.Assignment{
+		ID: p.newID(), App: app.Name, Proc: s.proc, Index: s.index, Release: rel.Version, Generation: s.generation,
+		Node: node, Image: rel.Image, Command: rel.Processes[s.proc], Size: s.size, CreatedAt: p.Now,
+	}
+	p.Create = append(p.Create, a)
+	p.count(a, 1)
+	return a, true
+}
+
+// spreadLabels are the node labels an app's instances are spread over,
+// widest first.
+var spreadLabels = []string{"region", "zone"}
+
+// pick chooses the node for a new instance of app of the given size, other
+// than exclude: among the live nodes with the agent role that are not
+// draining, match the app's placement and have the memory free, the one
+// with the fewest of the app's instances in its region, then zone, then
+// on itself; then the one with the most memory free, then the fewest
+// instances. It says why when no node fits.
+func (p *planner) pick(app skiff.App, size, exclude string) (string, string) {
+	var best *skiff.Node
+	var bestKey []int64
+	agents, matching := 0, 0
+	for i := range p.Nodes {
+		n := &p.Nodes[i]
+		if n.Name == exclude || !n.HasRole(skiff.RoleAgent) || n.Drain || (n.State != "" && n.State != skiff.NodeUp) {
+			continue
+		}
+		agents++
+		if !matches(*n, app.Placement) {
+			continue
+		}
+		matching++
+		need := n.MemoryFor(size)
+		if n.Memory > 0 && p.reserved[n.Name]+need > n.Memory {
+			continue
+		}
+		key := make([]int64, 0, len(spreadLabels)+3)
+		for _, l := range spreadLabels {
+			key = append(key, int64(p.inLabel(app.Name, *n, l)))
+		}
+		free := int64(0)
+		if n.Memory > 0 {
+			free = n.Memory - p.reserved[n.Name]
+		}
+		key = append(key, int64(p.perAppNode[app.Name+"/"+n.Name]), -free, int64(p.perNode[n.Name]))
+		if c := slices.Compare(key, bestKey); best == nil || c < 0 || (c == 0 && n.Name < best.Name) {
+			best, bestKey = n, key
+		}
+	}
+	switch {
+	case best != nil:
+		return best.Name, ""
+	case agents == 0:
+		return "", "no node with the agent role is available"
+	case matching == 0:
+		return "", "no available node has the labels " + formatLabels(app.Placement) + " the app's placement asks for"
+	default:
+		return "", fmt.Sprintf("no node has the memory free for a %s process", size)
+	}
+}
+
+// inLabel counts app's instances on nodes with n's value of label.
+func (p *planner) inLabel(app string, n skiff.Node, label string) int {
+	v, ok := n.Labels[label]
+	if !ok {
+		return 0
+	}
+	count := 0
+	for _, m := range p.Nodes {
+		if m.Labels[label] == v {
+			count += p.perAppNode[app+"/"+m.Name]
+		}
+	}
+	return count
+}
+
+func matches(n skiff.Node, want map[string]string) bool {
+	for k, v := range want {
+		if n.Labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func formatLabels(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		keys[i] = k + "=" + m[k]
+	}
+	return strings.Join(keys, ",")
 }
 
 func (p *planner) setStatus(r Versioned[skiff.Release], status skiff.ReleaseStatus, reason string) {

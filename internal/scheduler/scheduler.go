@@ -38,10 +38,13 @@ type Config struct {
 	// BootTimeout bounds how long a release's instances may take to come
 	// up before the release fails (default 60 s, as on Heroku).
 	BootTimeout time.Duration
-	// NodeGrace is how old a node's last heartbeat may be for it to take
-	// new instances (default 15 s).
-	NodeGrace time.Duration
-	Logger    *slog.Logger
+	// SuspectAfter is how long a node may be silent (no heartbeat) before
+	// it takes no new instances (default 3 s); DeadAfter, before it is
+	// declared dead and its instances are placed elsewhere (default 6 s).
+	// Silence is measured on the leader's clock, from when it saw each
+	// heartbeat arrive, so the nodes' clocks do not matter.
+	SuspectAfter, DeadAfter time.Duration
+	Logger                  *slog.Logger
 }
 
 // Scheduler is the scheduler role.
@@ -60,8 +63,11 @@ func New(cfg Config, st *store.Store) (*Scheduler, error) {
 	if cfg.BootTimeout <= 0 {
 		cfg.BootTimeout = 60 * time.Second
 	}
-	if cfg.NodeGrace <= 0 {
-		cfg.NodeGrace = 15 * time.Second
+	if cfg.DeadAfter <= 0 {
+		cfg.DeadAfter = 6 * time.Second
+	}
+	if cfg.SuspectAfter <= 0 || cfg.SuspectAfter > cfg.DeadAfter {
+		cfg.SuspectAfter = min(3*time.Second, cfg.DeadAfter/2)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -127,6 +133,11 @@ type snapshot struct {
 	instances   map[string]skiff.Instance   // by key
 	nodes       map[string]skiff.Node
 	revs        map[string]uint64 // bucket/key -> last revision applied
+	// heard is when the leader last saw each node's heartbeat arrive, on
+	// its own clock; held says when it last waited rather than declare
+	// many nodes dead at once.
+	heard map[string]time.Time
+	held  time.Time
 }
 
 func watch[T any](ctx context.Context, wg *sync.WaitGroup, b *store.Bucket[T], out chan<- update) error {
@@ -172,6 +183,7 @@ func (s *Scheduler) lead(ctx context.Context, lease *store.Lease) error {
 		apps: map[string]Versioned[skiff.App]{}, releases: map[string]Versioned[skiff.Release]{},
 		formations: map[string]skiff.Formation{}, assignments: map[string]skiff.Assignment{},
 		instances: map[string]skiff.Instance{}, nodes: map[string]skiff.Node{}, revs: map[string]uint64{},
+		heard: map[string]time.Time{},
 	}
 	synced := 0
 	renew := time.NewTicker(s.st.LockTTL() / 3)
@@ -189,6 +201,13 @@ func (s *Scheduler) lead(ctx context.Context, lease *store.Lease) error {
 		case u := <-updates:
 			if u.synced {
 				if synced++; synced == buckets {
+					// Every node gets a full grace period from the
+					// leader's start: a new leader knows nothing of
+					// when heartbeats arrived before.
+					now := time.Now()
+					for name := range snap.nodes {
+						snap.heard[name] = now
+					}
 					s.ready.Store(true)
 					s.log.Info("state loaded", "apps", len(snap.apps), "assignments", len(snap.assignments))
 					debounce.Reset(0)
@@ -206,11 +225,11 @@ func (s *Scheduler) lead(ctx context.Context, lease *store.Lease) error {
 			}
 		case <-tick.C:
 			if synced == buckets {
-				s.round(ctx, snap)
+				s.round(ctx, snap, lease)
 			}
 		case <-debounce.C:
 			pending = false
-			s.round(ctx, snap)
+			s.round(ctx, snap, lease)
 		}
 	}
 }
@@ -235,7 +254,11 @@ func (snap *snapshot) apply(u update) {
 	case skiff.BucketInstances:
 		store.Apply(snap.instances, u.key, u.deleted, u.value.(skiff.Instance))
 	case skiff.BucketNodes:
+		old, had := snap.nodes[u.key]
 		store.Apply(snap.nodes, u.key, u.deleted, u.value.(skiff.Node))
+		if n := snap.nodes[u.key]; !u.deleted && (!had || !n.Heartbeat.Equal(old.Heartbeat) || n.Incarnation != old.Incarnation) {
+			snap.heard[u.key] = time.Now()
+		}
 	}
 }
 
@@ -262,20 +285,148 @@ func (s *Scheduler) state(snap *snapshot, now time.Time) *State {
 	for _, i := range snap.instances {
 		st.Instances[i.ID] = i
 	}
-	for _, n := range snap.nodes {
-		if n.HasRole(skiff.RoleAgent) && now.Sub(n.Heartbeat) < s.cfg.NodeGrace {
-			st.Nodes = append(st.Nodes, n)
-		}
-	}
-	sort.Slice(st.Nodes, func(i, j int) bool { return st.Nodes[i].Name < st.Nodes[j].Name })
+	st.Nodes = s.judge(snap, time.Now())
 	return st
 }
 
+// judge says, for every node known from a record or an assignment, whether
+// it is up, suspect or dead: dead once declared so, else by how long ago
+// the leader saw its last heartbeat arrive. A node without a record (its
+// agent stopped, or the record expired) is judged the same way, from the
+// last heartbeat seen or the leader's start.
+func (s *Scheduler) judge(snap *snapshot, now time.Time) []skiff.Node {
+	names := map[string]bool{}
+	for name := range snap.nodes {
+		names[name] = true
+	}
+	for _, a := range snap.assignments {
+		names[a.Node] = true
+	}
+	var out []skiff.Node
+	for name := range names {
+		n, ok := snap.nodes[name]
+		if !ok {
+			n = skiff.Node{Name: name}
+		}
+		if _, seen := snap.heard[name]; !seen {
+			snap.heard[name] = now
+		}
+		if n.State != skiff.NodeDead {
+			switch silent := now.Sub(snap.heard[name]); {
+			case silent > s.cfg.DeadAfter:
+				n.State = skiff.NodeDead
+			case silent > s.cfg.SuspectAfter:
+				n.State = skiff.NodeSuspect
+			default:
+				n.State = skiff.NodeUp
+			}
+		}
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// declare writes the death of the nodes judged dead whose records do not
+// say so yet, and deletes the reports of their instances, so that routers
+// stop sending them requests at once. It holds back when more than half
+// of the agents fell silent together, or all of them, for up to twice the
+// grace period: that is more likely the leader's own network, or the bus,
+// than that many machines dying at once. It reports whether planning may
+// go on with nodes as judged (held-back nodes are left suspect).
+func (s *Scheduler) declare(ctx context.Context, snap *snapshot, lease *store.Lease, nodes []skiff.Node) bool {
+	var dying []*skiff.Node
+	agents, alive := 0, 0
+	for i := range nodes {
+		n := &nodes[i]
+		if n.HasRole(skiff.RoleAgent) || snap.nodes[n.Name].Name == "" {
+			agents++
+			if n.State == skiff.NodeUp {
+				alive++
+			}
+		}
+		if n.State == skiff.NodeDead && snap.nodes[n.Name].State != skiff.NodeDead {
+			dying = append(dying, n)
+		}
+	}
+	if len(dying) == 0 {
+		return true
+	}
+	now := time.Now()
+	if alive == 0 || 2*len(dying) > agents {
+		longest := time.Duration(0)
+		for _, n := range dying {
+			longest = max(longest, now.Sub(snap.heard[n.Name]))
+		}
+		if longest < 2*s.cfg.DeadAfter {
+			if now.Sub(snap.held) > s.cfg.DeadAfter {
+				s.log.Warn("nodes silent together: waiting before declaring them dead", "silent", len(dying), "agents", agents)
+				snap.held = now
+			}
+			for _, n := range dying {
+				n.State = skiff.NodeSuspect
+			}
+			return true
+		}
+	}
+	if err := lease.Renew(ctx); err != nil {
+		s.log.Warn("not declaring nodes dead: the scheduler lease is lost", "err", err)
+		return false
+	}
+	for _, n := range dying {
+		silent := now.Sub(snap.heard[n.Name]).Round(100 * time.Millisecond)
+		if rec, ok := snap.nodes[n.Name]; ok {
+			rec.State, rec.StateSince = skiff.NodeDead, now.UTC()
+			rev, err := s.st.Nodes.UpdateAt(ctx, n.Name, rec, snap.revs[skiff.BucketNodes+"/"+n.Name])
+			if err != nil {
+				// A heartbeat came in meanwhile, or the bus failed: the
+				// next round judges again from fresh state.
+				s.log.Warn("declare node dead", "node", n.Name, "err", err)
+				return false
+			}
+			snap.apply(update{bucket: skiff.BucketNodes, key: n.Name, rev: rev, value: rec})
+		}
+		s.log.Warn("node declared dead", "node", n.Name, "silent", silent)
+		apps := map[string]bool{}
+		for key, inst := range snap.instances {
+			if inst.Node != n.Name {
+				continue
+			}
+			if err := s.st.Instances.Delete(ctx, key); err != nil {
+				s.log.Warn("delete a dead node's instance", "node", n.Name, "instance", key, "err", err)
+				continue
+			}
+			delete(snap.instances, key)
+			apps[inst.App] = true
+		}
+		for _, a := range snap.assignments {
+			apps[a.App] = apps[a.App] || a.Node == n.Name
+		}
+		for app, had := range apps {
+			if had {
+				s.st.Emit(skiff.Event{App: app, Type: skiff.EventNodeDead, Component: "scheduler",
+					Message: fmt.Sprintf("Node %s is dead (silent for %s): its instances are started on other nodes", n.Name, silent)})
+			}
+		}
+	}
+	return true
+}
+
 // round plans once and writes the plan, recording each successful write in
-// the snapshot so the next round does not repeat it.
-func (s *Scheduler) round(ctx context.Context, snap *snapshot) {
-	plan := Compute(s.state(snap, time.Now().UTC()), newID)
+// the snapshot so the next round does not repeat it. The lease is renewed
+// before anything is written: a leader that was paused past its lease
+// (the revision is the fencing token) writes nothing.
+func (s *Scheduler) round(ctx context.Context, snap *snapshot, lease *store.Lease) {
+	st := s.state(snap, time.Now().UTC())
+	if !s.declare(ctx, snap, lease, st.Nodes) {
+		return
+	}
+	plan := Compute(st, newID)
 	if plan.Empty() {
+		return
+	}
+	if err := lease.Renew(ctx); err != nil {
+		s.log.Warn("not writing the plan: the scheduler lease is lost", "err", err)
 		return
 	}
 	for _, ch := range plan.Statuses {

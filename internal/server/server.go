@@ -30,6 +30,7 @@ import (
 	"github.com/skiff-paas/skiff/internal/api"
 	"github.com/skiff-paas/skiff/internal/archive"
 	"github.com/skiff-paas/skiff/internal/build"
+	"github.com/skiff-paas/skiff/internal/cron"
 	"github.com/skiff-paas/skiff/internal/deploy"
 	"github.com/skiff-paas/skiff/internal/image"
 	"github.com/skiff-paas/skiff/internal/isolate"
@@ -73,6 +74,14 @@ type Config struct {
 	Domain string
 	// AgentAddr is the host routers reach this node's instances at.
 	AgentAddr string
+	// Labels are this node's labels (region=eu), for placement.
+	Labels map[string]string
+	// NodeMemory is what instances may reserve on this node (0: the
+	// machine's memory less 1 GiB).
+	NodeMemory int64
+	// DeadAfter is how long a node may be silent before the scheduler
+	// declares it dead (default 6 s).
+	DeadAfter time.Duration
 
 	BootTimeout  time.Duration
 	StopGrace    time.Duration
@@ -91,6 +100,9 @@ type Config struct {
 	// BuildMemory is the memory limit of each command of an isolated
 	// build (2 GiB when 0).
 	BuildMemory int64
+	// CronMinute is how long a minute of scheduled jobs' schedules lasts:
+	// a minute, unless a test shortens it (a hidden flag).
+	CronMinute time.Duration
 
 	Logger *slog.Logger
 	// Out receives the messages meant for the person who started the
@@ -142,6 +154,11 @@ func (c *Config) setDefaults() error {
 	for _, r := range c.Roles {
 		if !contains(AllRoles, r) {
 			return fmt.Errorf("server: unknown role %q: the roles are %s", r, strings.Join(AllRoles, ", "))
+		}
+	}
+	for k, v := range c.Labels {
+		if err := skiff.ValidateLabel(k, v); err != nil {
+			return fmt.Errorf("server: --labels: %w", err)
 		}
 	}
 	if c.NodeName == "" {
@@ -336,11 +353,16 @@ func newRoles(ctx context.Context, cfg Config, st *store.Store) (_ map[string]ro
 		routerPort = portOf(cfg.RouterAddr)
 	}
 	if has(skiff.RoleScheduler) {
-		s, err := scheduler.New(scheduler.Config{Node: cfg.NodeName, BootTimeout: cfg.BootTimeout, Logger: log}, st)
+		s, err := scheduler.New(scheduler.Config{Node: cfg.NodeName, BootTimeout: cfg.BootTimeout, DeadAfter: cfg.DeadAfter, Logger: log}, st)
 		if err != nil {
 			return nil, err
 		}
 		roles[skiff.RoleScheduler] = s
+		c, err := cron.New(cron.Config{Node: cfg.NodeName, Minute: cfg.CronMinute, Logger: log}, st)
+		if err != nil {
+			return nil, err
+		}
+		roles["cron"] = c // part of the scheduler role, ready on its own
 	}
 	if has(skiff.RoleAgent) {
 		driver, err := agentDriver(cfg.Driver, cfg.Cgroup)
@@ -354,6 +376,7 @@ func newRoles(ctx context.Context, cfg Config, st *store.Store) (_ map[string]ro
 		a, err := agent.New(agent.Config{
 			Node: cfg.NodeName, Addr: cfg.AgentAddr, Dir: filepath.Join(cfg.DataDir, "agent"), Images: images,
 			Roles: cfg.Roles, StopGrace: cfg.StopGrace, DrainDelay: cfg.DrainDelay, Driver: driver, Limits: limits, Logger: log,
+			Labels: cfg.Labels, Memory: cfg.NodeMemory,
 		}, st)
 		if err != nil {
 			return nil, err

@@ -252,3 +252,36 @@ type RouterChange struct {
 	ErrorPage       *string `json:"error_page,omitempty"`
 	MaintenancePage *string `json:"maintenance_page,omitempty"`
 }
+
+// NodeInfo is a node as `skiff nodes` shows it.
+type NodeInfo struct {
+	Node
+	// Status is up, suspect, dead, draining or drained.
+	Status string `json:"status"`
+	// Reserved is the memory the node's assigned instances reserve;
+	// Assigned how many there are.
+	Reserved int64 `json:"reserved"`
+	Assigned int   `json:"assigned"`
+	// Leader is set on the node whose scheduler leads.
+	Leader bool `json:"leader,omitempty"`
+}
+
+// NodeSuspectAfter is how long a node may be silent before skiff nodes
+// calls it suspect (the scheduler's default).
+const NodeSuspectAfter = 3 * time.Second
+
+// NodeStatus says what n's record and last heartbeat say of it at now,
+// given how many instances are assigned to it.
+func NodeStatus(n Node, assigned int, now time.Time) string {
+	switch {
+	case n.State == NodeDead:
+		return string(NodeDead)
+	case now.Sub(n.Heartbeat) > NodeSuspectAfter:
+		return string(NodeSuspect)
+	case n.Drain && assigned > 0:
+		return "draining"
+	case n.Drain:
+		return "drained"
+	}
+	return string(NodeUp)
+}

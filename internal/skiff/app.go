@@ -33,6 +33,9 @@ type App struct {
 	Maintenance bool `json:"maintenance,omitempty"`
 	// Router holds how the router treats the app's requests.
 	Router RouterSettings `json:"router,omitempty"`
+	// Placement pins the app's instances to nodes with these labels
+	// (region=eu), set with skiff placement set.
+	Placement map[string]string `json:"placement,omitempty"`
 }
 
 // RouterSettings are an app's settings of the router.
@@ -126,6 +129,17 @@ func ValidateProcessType(name string) error {
 	if !procTypeRE.MatchString(name) {
 		return Errorf(KindInvalid, "process types are 1 to 30 letters, digits, dashes and underscores, e.g. web or worker",
 			"invalid process type %q", name)
+	}
+	return nil
+}
+
+var labelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$`)
+
+// ValidateLabel reports why key=value cannot be a node label, or nil.
+func ValidateLabel(key, value string) error {
+	if !labelRE.MatchString(key) || !labelRE.MatchString(value) {
+		return Errorf(KindInvalid, "labels are KEY=VALUE, each 1 to 63 letters, digits, dots, dashes and underscores, e.g. region=eu",
+			"invalid label %q", key+"="+value)
 	}
 	return nil
 }

@@ -37,6 +37,9 @@ const (
 	EventCrashLoop         = "instance.crash_loop"
 	EventMaintenance       = "app.maintenance"
 	EventCertAdded         = "cert.added"
+	EventNodeDead          = "node.dead"
+	EventNodeDrain         = "node.drain"
+	EventInstanceMoved     = "instance.moved"
 )
 
 // BuildRequest asks a builder to turn an uploaded source archive into an

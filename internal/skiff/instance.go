@@ -115,15 +115,56 @@ func (i Instance) Key() string { return InstanceKey(i.App, i.ID) }
 // InstanceKey is the key of an instance in the instances bucket.
 func InstanceKey(app, id string) string { return app + "." + id }
 
-// Node is a machine running skiff roles, as its last heartbeat described it.
+// Node is a machine running skiff roles. Its agent writes the record at
+// every heartbeat; the scheduler's leader writes State when it declares
+// the node dead; an operator sets Drain. Each writer updates by revision,
+// so none overwrites another's field.
 type Node struct {
-	Name      string    `json:"name"`
-	Addr      string    `json:"addr"` // host that app instances on this node are reached at
-	Roles     []string  `json:"roles"`
-	Driver    string    `json:"driver,omitempty"`
-	StartedAt time.Time `json:"started_at"`
-	Heartbeat time.Time `json:"heartbeat"`
+	Name   string   `json:"name"`
+	Addr   string   `json:"addr"` // host that app instances on this node are reached at
+	Roles  []string `json:"roles"`
+	Driver string   `json:"driver,omitempty"`
+	// Labels place apps: an app may ask for nodes of a label (region=eu),
+	// and an app's instances are spread over the values of the zone and
+	// region labels.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Incarnation names this life of the node's agent; a node declared
+	// dead comes back as a new incarnation, after stopping everything the
+	// old one ran.
+	Incarnation string    `json:"incarnation,omitempty"`
+	StartedAt   time.Time `json:"started_at"`
+	Heartbeat   time.Time `json:"heartbeat"`
+	// Memory is what instances may reserve on the node, in bytes (0: no
+	// limit); InstanceMemory is the memory of a 1x process.
+	Memory         int64 `json:"memory,omitempty"`
+	InstanceMemory int64 `json:"instance_memory,omitempty"`
+	CPUs           int   `json:"cpus,omitempty"`
+	// Load is the node's 1-minute load average; Instances how many
+	// instances its agent runs.
+	Load      float64 `json:"load"`
+	Instances int     `json:"instances"`
+	// State is NodeDead once the scheduler declared the node dead (its
+	// instances were placed elsewhere); empty while it is alive.
+	State      NodeState `json:"state,omitempty"`
+	StateSince time.Time `json:"state_since,omitempty"`
+	// Drain asks for the node's instances to move elsewhere; it takes no
+	// new ones.
+	Drain bool `json:"drain,omitempty"`
 }
+
+// NodeState is the liveness of a node.
+type NodeState string
+
+// Node states. Only NodeDead is written into records; the others are what
+// the age of the last heartbeat says.
+const (
+	NodeUp      NodeState = "up"
+	NodeSuspect NodeState = "suspect" // silent for a while: takes no new instances
+	NodeDead    NodeState = "dead"    // silent past the grace period: its instances were replaced
+)
+
+// MemoryFor is the memory a process of size reserves on n.
+func (n Node) MemoryFor(size string) int64 { return SizeFactor(size) * n.InstanceMemory }
 
 // HasRole reports whether the node runs role.
 func (n Node) HasRole(role string) bool {

@@ -101,3 +101,19 @@ func (l *Lease) Release(ctx context.Context) {
 	_ = l.kv.Delete(ctx, l.name, jetstream.LastRevision(l.rev))
 	l.rev = 0
 }
+
+// LeaseHolder names the holder of the lease name, or "" if nobody holds it.
+func (s *Store) LeaseHolder(ctx context.Context, name string) (string, error) {
+	e, err := s.locks.Get(ctx, name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	var v leaseValue
+	if err := json.Unmarshal(e.Value(), &v); err != nil {
+		return "", err
+	}
+	return v.Holder, nil
+}

@@ -37,7 +37,8 @@ type Options struct {
 	// 400 days: a year of bills and their disputes).
 	UsageMaxAge time.Duration
 	// NodeTTL is how long a node record outlives its last heartbeat
-	// (default 1 minute).
+	// (default a day: a dead node stays listed, dead, for that long unless
+	// removed; a node that stops cleanly removes its own record).
 	NodeTTL time.Duration
 	// LockTTL is how long a lease outlives its last renewal (default 10 s).
 	LockTTL time.Duration
@@ -61,7 +62,7 @@ func (o *Options) setDefaults() {
 		o.UsageMaxAge = 400 * 24 * time.Hour
 	}
 	if o.NodeTTL == 0 {
-		o.NodeTTL = time.Minute
+		o.NodeTTL = 24 * time.Hour
 	}
 	if o.LockTTL == 0 {
 		o.LockTTL = 10 * time.Second
@@ -93,6 +94,7 @@ type Store struct {
 	UIDs        *Bucket[string] // uid -> app
 	Certs       *Bucket[skiff.Cert]
 	ACME        *Bucket[[]byte] // sealed
+	Cron        *Bucket[skiff.CronRun]
 	locks       jetstream.KeyValue
 
 	Sources jetstream.ObjectStore
@@ -159,6 +161,9 @@ func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*St
 	s.UIDs = bucket[string](open(skiff.BucketUIDs, jetstream.KeyValueConfig{}), s.log)
 	s.Certs = bucket[skiff.Cert](open(skiff.BucketCerts, jetstream.KeyValueConfig{}), s.log)
 	s.ACME = bucket[[]byte](open(skiff.BucketACME, jetstream.KeyValueConfig{}), s.log)
+	// Claims of cron slots expire by their own TTL (cron.go); the jobs'
+	// last runs stay.
+	s.Cron = bucket[skiff.CronRun](open(skiff.BucketCron, jetstream.KeyValueConfig{LimitMarkerTTL: time.Minute}), s.log)
 	s.locks = open(skiff.BucketLocks, jetstream.KeyValueConfig{TTL: opt.LockTTL, LimitMarkerTTL: opt.LockTTL})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
