@@ -89,6 +89,10 @@ type Config struct {
 	DrainDelay time.Duration
 	// Heartbeat is the interval of the node's heartbeats (default 1 s).
 	Heartbeat time.Duration
+	// PruneInterval is how often the image cache is pruned (default
+	// 10 min; negative: never); ImageRetention is how long an image
+	// nothing needs stays after its last use (default 24 h). See prune.go.
+	PruneInterval, ImageRetention time.Duration
 	// Labels are the node's labels (region=eu), reported in its
 	// heartbeat for placement.
 	Labels map[string]string
@@ -149,6 +153,7 @@ func New(cfg Config, st *store.Store) (*Agent, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = time.Second
 	}
+	setPruneDefaults(&cfg)
 	if cfg.Memory <= 0 {
 		if total := memTotal(); total > 0 {
 			cfg.Memory = max(total-1<<30, total/4)
@@ -202,6 +207,8 @@ func (ag *Agent) Run(ctx context.Context) error {
 		defer wg.Done()
 		ag.heartbeat(ctx, fence)
 	}()
+	wg.Add(1)
+	go func() { defer wg.Done(); ag.pruneImages(ctx) }()
 	for {
 		err := ag.converge(ctx, fence)
 		if !errors.Is(err, errFenced) {

@@ -1,5 +1,6 @@
 // Package image packs a built app into a read-only SquashFS image (zstd)
-// and keeps a local cache of images by digest, both packed and unpacked.
+// and keeps a local cache of images by digest, both packed and unpacked,
+// from which Prune removes the images no longer needed (prune.go).
 //
 // The real work is done by squashfs-tools (mksquashfs, unsquashfs), which
 // the set-up installs from Debian's packages. Images are reproducible:
@@ -20,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Pack makes a SquashFS image of the tree at src in the file dst. It first
@@ -72,12 +74,18 @@ func Digest(path string) (string, int64, error) {
 }
 
 // Cache keeps images by digest under Dir: packed ones as <hex>.squashfs and
-// unpacked ones under rootfs/<hex>/. It is safe for concurrent use, also by
-// several processes sharing Dir, since every entry appears by rename.
+// unpacked ones under rootfs/<hex>/, with work in progress under tmp/. It
+// is safe for concurrent use, also by several processes sharing Dir, since
+// every entry appears by rename.
+//
+// Every use of an image (Add, Fetch, Unpacked) sets the modification time
+// of the form it used to now: the newest of them is when the image was
+// last used, which Prune goes by.
 type Cache struct {
 	dir   string
-	mu    sync.Mutex
+	mu    sync.Mutex             // guards locks and temps
 	locks map[string]*sync.Mutex // per digest
+	temps map[string]bool        // names in tmp/ being written
 }
 
 // NewCache opens (creating) a cache in dir.
@@ -87,7 +95,7 @@ func NewCache(dir string) (*Cache, error) {
 			return nil, fmt.Errorf("image cache: %w", err)
 		}
 	}
-	return &Cache{dir: dir, locks: map[string]*sync.Mutex{}}, nil
+	return &Cache{dir: dir, locks: map[string]*sync.Mutex{}, temps: map[string]bool{}}, nil
 }
 
 func hexOf(digest string) (string, error) {
@@ -113,6 +121,59 @@ func (c *Cache) lock(digest string) func() {
 	return l.Unlock
 }
 
+// tryLock takes digest's lock if nobody holds it.
+func (c *Cache) tryLock(digest string) (unlock func(), ok bool) {
+	c.mu.Lock()
+	l := c.locks[digest]
+	if l == nil {
+		l = &sync.Mutex{}
+		c.locks[digest] = l
+	}
+	c.mu.Unlock()
+	if !l.TryLock() {
+		return nil, false
+	}
+	return l.Unlock, true
+}
+
+// tempFile and tempDir make a temporary file or directory under tmp/ that
+// Prune leaves alone until done is called.
+func (c *Cache) tempFile(pattern string) (f *os.File, done func(), err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f, err = os.CreateTemp(filepath.Join(c.dir, "tmp"), pattern); err != nil {
+		return nil, nil, err
+	}
+	return f, c.tempDone(filepath.Base(f.Name())), nil
+}
+
+func (c *Cache) tempDir(pattern string) (dir string, done func(), err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if dir, err = os.MkdirTemp(filepath.Join(c.dir, "tmp"), pattern); err != nil {
+		return "", nil, err
+	}
+	return dir, c.tempDone(filepath.Base(dir)), nil
+}
+
+// tempDone registers name as being written; c.mu is held.
+func (c *Cache) tempDone(name string) func() {
+	c.temps[name] = true
+	return func() {
+		c.mu.Lock()
+		delete(c.temps, name)
+		c.mu.Unlock()
+	}
+}
+
+// touch records a use of the cached file or directory at path. A failure
+// only makes the image look older to Prune; the caller's keep still has
+// the last word.
+func touch(path string) {
+	now := time.Now()
+	_ = os.Chtimes(path, now, now)
+}
+
 // Path is where the packed image of digest is kept.
 func (c *Cache) Path(digest string) (string, error) {
 	h, err := hexOf(digest)
@@ -132,6 +193,7 @@ func (c *Cache) Add(src, digest string) error {
 	}
 	defer c.lock(digest)()
 	if err := os.Rename(src, dst); err == nil {
+		touch(dst)
 		return nil
 	}
 	// Another file system: copy, then rename.
@@ -156,6 +218,7 @@ func (c *Cache) Fetch(ctx context.Context, digest string, open func(context.Cont
 	}
 	defer c.lock(digest)()
 	if _, err := os.Stat(dst); err == nil {
+		touch(dst)
 		return dst, nil
 	}
 	err = c.write(digest, dst, func(w io.Writer) error {
@@ -176,10 +239,11 @@ func (c *Cache) Fetch(ctx context.Context, digest string, open func(context.Cont
 // write fills a temporary file through fill, checks its digest and renames
 // it to dst.
 func (c *Cache) write(digest, dst string, fill func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "image-*")
+	tmp, done, err := c.tempFile("image-*")
 	if err != nil {
 		return err
 	}
+	defer done()
 	defer os.Remove(tmp.Name())
 	h := sha256.New()
 	if err := fill(io.MultiWriter(tmp, h)); err != nil {
@@ -206,13 +270,15 @@ func (c *Cache) Unpacked(ctx context.Context, digest string) (string, error) {
 	dst := filepath.Join(c.dir, "rootfs", h)
 	defer c.lock(digest)()
 	if _, err := os.Stat(dst); err == nil {
+		touch(dst)
 		return dst, nil
 	}
 	src := filepath.Join(c.dir, h+".squashfs")
-	tmp, err := os.MkdirTemp(filepath.Join(c.dir, "tmp"), "rootfs-*")
+	tmp, done, err := c.tempDir("rootfs-*")
 	if err != nil {
 		return "", err
 	}
+	defer done()
 	defer os.RemoveAll(tmp)
 	root := filepath.Join(tmp, "root")
 	cmd := exec.CommandContext(ctx, "unsquashfs", "-d", root, "-n", "-q", "-no-xattrs", src)
@@ -222,5 +288,7 @@ func (c *Cache) Unpacked(ctx context.Context, digest string) (string, error) {
 	if err := os.Rename(root, dst); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", fmt.Errorf("unpack image %s: %w", digest, err)
 	}
+	// unsquashfs gave the tree the image's fixed times.
+	touch(dst)
 	return dst, nil
 }
