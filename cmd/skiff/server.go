@@ -76,6 +76,7 @@ next start every app comes back as it was.`,
 	f.StringVar(&cfg.Domain, "domain", "localhost", "apps answer at NAME.DOMAIN")
 	f.StringVar(&cfg.NodeName, "node-name", "", "name of this node (default: the hostname)")
 	f.StringVar(&roles, "roles", "", "comma-separated roles to run (default: all)")
+	f.StringVar(&cfg.AgentAddr, "agent-addr", "", "address routers on other nodes reach this node's app instances at (default: the host of --cluster-addr or --bus-addr if they name one, else 127.0.0.1)")
 	f.StringToStringVar(&cfg.Labels, "labels", nil, "labels of this node that apps may be placed by, e.g. region=eu,zone=eu-1a")
 	f.Int64Var(&cfg.NodeMemory, "node-memory", 0, "memory this node's instances may reserve, in bytes (default: the machine's less 1 GiB)")
 	f.DurationVar(&cfg.DeadAfter, "node-dead-after", 6*time.Second, "how long a node may miss heartbeats before it is declared dead and its instances are started elsewhere")

@@ -156,6 +156,17 @@ func TestConfigScaleAndRollbackNeedARelease(t *testing.T) {
 	if code, _ := e.do("PATCH", "/v1/apps/shop/config", skiff.ConfigChange{Set: map[string]string{"B": "2"}}, &cr); code != 200 || cr.Release != 2 {
 		t.Fatalf("config set with a release = %d %+v; want release 2", code, cr)
 	}
+	// The same change again makes no release; but if an earlier try
+	// stored the change and failed before its release (a bus failover),
+	// trying again makes it.
+	cr = skiff.ConfigResponse{}
+	if code, _ := e.do("PATCH", "/v1/apps/shop/config", skiff.ConfigChange{Set: map[string]string{"B": "2"}}, &cr); code != 200 || cr.Release != 0 {
+		t.Fatalf("the same config set again = %d %+v; want no release", code, cr)
+	}
+	e.st.UpdateConfig(context.Background(), "shop", func(vars map[string]string) error { vars["C"] = "3"; return nil })
+	if code, _ := e.do("PATCH", "/v1/apps/shop/config", skiff.ConfigChange{Set: map[string]string{"C": "3"}}, &cr); code != 200 || cr.Release != 3 {
+		t.Fatalf("retrying a change whose release was lost = %d %+v; want release 3", code, cr)
+	}
 	var info skiff.AppInfo
 	if code, _ := e.do("PUT", "/v1/apps/shop/maintenance", skiff.MaintenanceChange{Enabled: true}, &info); code != 200 || !info.Maintenance {
 		t.Fatalf("maintenance on = %d %+v", code, info)

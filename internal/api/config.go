@@ -85,19 +85,28 @@ func (a *API) patchConfig(w http.ResponseWriter, r *http.Request, tok skiff.Toke
 		return
 	}
 	resp := skiff.ConfigResponse{Config: vars, Version: version}
+	if !changed {
+		// The same change again: an earlier try may have stored it and
+		// failed before its release was made (the bus failing over
+		// between the two writes). Then the release is made now.
+		for k := range ch.Set {
+			set = append(set, k)
+		}
+		unset = ch.Unset
+	}
+	sort.Strings(set)
+	sort.Strings(unset)
+	desc := describeConfigChange(set, unset)
 	if changed {
-		sort.Strings(set)
-		sort.Strings(unset)
-		desc := describeConfigChange(set, unset)
 		a.st.Emit(skiff.Event{App: app.Name, Type: skiff.EventConfigChanged, Actor: tok.User, Message: desc + " by " + tok.User})
-		rel, made, err := a.releaseConfig(r.Context(), app, vars, version, desc, tok.User)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		if made {
-			resp.Release = rel.Version
-		}
+	}
+	rel, made, err := a.releaseConfig(r.Context(), app, vars, version, desc, tok.User, !changed)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if made {
+		resp.Release = rel.Version
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -117,14 +126,15 @@ func describeConfigChange(set, unset []string) string {
 }
 
 // releaseConfig makes a release of the app's base release with new config.
-// It makes none (and reports so) when the app has nothing deployed.
-func (a *API) releaseConfig(ctx context.Context, app skiff.App, vars map[string]string, version int, desc, actor string) (skiff.Release, bool, error) {
+// It makes none (and reports so) when the app has nothing deployed, or,
+// if onlyIfBehind, when the base release has that config version already.
+func (a *API) releaseConfig(ctx context.Context, app skiff.App, vars map[string]string, version int, desc, actor string, onlyIfBehind bool) (skiff.Release, bool, error) {
 	rels, err := a.st.ListReleases(ctx, app.Name)
 	if err != nil {
 		return skiff.Release{}, false, err
 	}
 	base, ok := store.BaseRelease(rels, app.Current)
-	if !ok {
+	if !ok || (onlyIfBehind && base.ConfigVersion >= version) {
 		return skiff.Release{}, false, nil
 	}
 	sealed, err := a.st.SealConfig(vars)

@@ -197,7 +197,10 @@ func (r *Runner) lead(ctx context.Context, lease *store.Lease) error {
 			}
 		case <-renew.C:
 			if err := lease.Renew(ctx); err != nil {
-				return err
+				if !lease.Held() {
+					return err
+				}
+				r.log.Warn("lease not renewed; still held, trying again", "err", err)
 			}
 		case <-tick.C:
 			if synced == watches {

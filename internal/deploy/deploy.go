@@ -187,7 +187,7 @@ func (d *Deployer) deleteSource(name string) {
 
 // WriteError answers an HTTP request with err as a JSON error body.
 func WriteError(w http.ResponseWriter, err error) {
-	status, body := skiff.ErrorBody(err)
+	status, body := skiff.ErrorBody(store.Unavailable(err))
 	WriteJSON(w, status, body)
 }
 

@@ -138,6 +138,12 @@ type snapshot struct {
 	// many nodes dead at once.
 	heard map[string]time.Time
 	held  time.Time
+	// lastAny is when the last heartbeat of any node arrived. A leader
+	// that hears from nobody for blindAfter is blind (its bus, or its own
+	// network, is down), not looking at a cluster of dead nodes: when
+	// heartbeats come again, every node gets a full grace period anew.
+	lastAny    time.Time
+	blindAfter time.Duration
 }
 
 func watch[T any](ctx context.Context, wg *sync.WaitGroup, b *store.Bucket[T], out chan<- update) error {
@@ -183,7 +189,7 @@ func (s *Scheduler) lead(ctx context.Context, lease *store.Lease) error {
 		apps: map[string]Versioned[skiff.App]{}, releases: map[string]Versioned[skiff.Release]{},
 		formations: map[string]skiff.Formation{}, assignments: map[string]skiff.Assignment{},
 		instances: map[string]skiff.Instance{}, nodes: map[string]skiff.Node{}, revs: map[string]uint64{},
-		heard: map[string]time.Time{},
+		heard: map[string]time.Time{}, blindAfter: s.cfg.SuspectAfter,
 	}
 	synced := 0
 	renew := time.NewTicker(s.st.LockTTL() / 3)
@@ -201,13 +207,24 @@ func (s *Scheduler) lead(ctx context.Context, lease *store.Lease) error {
 		case u := <-updates:
 			if u.synced {
 				if synced++; synced == buckets {
-					// Every node gets a full grace period from the
-					// leader's start: a new leader knows nothing of
-					// when heartbeats arrived before.
+					// A new leader knows nothing of when heartbeats
+					// arrived before it led: it takes the nodes' own
+					// times (their clocks may differ from its own),
+					// giving each at least the time from suspect to
+					// dead.
 					now := time.Now()
-					for name := range snap.nodes {
-						snap.heard[name] = now
+					floor := now.Add(s.cfg.SuspectAfter - s.cfg.DeadAfter)
+					for name, n := range snap.nodes {
+						switch {
+						case n.Heartbeat.Before(floor):
+							snap.heard[name] = floor
+						case n.Heartbeat.After(now):
+							snap.heard[name] = now
+						default:
+							snap.heard[name] = n.Heartbeat
+						}
 					}
+					snap.lastAny = now
 					s.ready.Store(true)
 					s.log.Info("state loaded", "apps", len(snap.apps), "assignments", len(snap.assignments))
 					debounce.Reset(0)
@@ -221,7 +238,10 @@ func (s *Scheduler) lead(ctx context.Context, lease *store.Lease) error {
 			}
 		case <-renew.C:
 			if err := lease.Renew(ctx); err != nil {
-				return err
+				if !lease.Held() {
+					return err
+				}
+				s.log.Warn("lease not renewed; still held, trying again", "err", err)
 			}
 		case <-tick.C:
 			if synced == buckets {
@@ -257,7 +277,13 @@ func (snap *snapshot) apply(u update) {
 		old, had := snap.nodes[u.key]
 		store.Apply(snap.nodes, u.key, u.deleted, u.value.(skiff.Node))
 		if n := snap.nodes[u.key]; !u.deleted && (!had || !n.Heartbeat.Equal(old.Heartbeat) || n.Incarnation != old.Incarnation) {
-			snap.heard[u.key] = time.Now()
+			now := time.Now()
+			if !snap.lastAny.IsZero() && now.Sub(snap.lastAny) > snap.blindAfter {
+				for name := range snap.heard {
+					snap.heard[name] = now
+				}
+			}
+			snap.heard[u.key], snap.lastAny = now, now
 		}
 	}
 }
@@ -302,6 +328,7 @@ func (s *Scheduler) judge(snap *snapshot, now time.Time) []skiff.Node {
 	for _, a := range snap.assignments {
 		names[a.Node] = true
 	}
+	blind := !snap.lastAny.IsZero() && now.Sub(snap.lastAny) > snap.blindAfter
 	var out []skiff.Node
 	for name := range names {
 		n, ok := snap.nodes[name]
@@ -313,7 +340,7 @@ func (s *Scheduler) judge(snap *snapshot, now time.Time) []skiff.Node {
 		}
 		if n.State != skiff.NodeDead {
 			switch silent := now.Sub(snap.heard[name]); {
-			case silent > s.cfg.DeadAfter:
+			case silent > s.cfg.DeadAfter && !blind:
 				n.State = skiff.NodeDead
 			case silent > s.cfg.SuspectAfter:
 				n.State = skiff.NodeSuspect
@@ -330,20 +357,18 @@ func (s *Scheduler) judge(snap *snapshot, now time.Time) []skiff.Node {
 // declare writes the death of the nodes judged dead whose records do not
 // say so yet, and deletes the reports of their instances, so that routers
 // stop sending them requests at once. It holds back when more than half
-// of the agents fell silent together, or all of them, for up to twice the
-// grace period: that is more likely the leader's own network, or the bus,
-// than that many machines dying at once. It reports whether planning may
-// go on with nodes as judged (held-back nodes are left suspect).
+// of the agents fell silent together, for up to twice the grace period:
+// that is more likely a fault of the network or the bus than that many
+// machines dying at once. (When all fell silent, judge declares none
+// dead: the leader is blind.) It reports whether planning may go on with
+// nodes as judged (held-back nodes are left suspect).
 func (s *Scheduler) declare(ctx context.Context, snap *snapshot, lease *store.Lease, nodes []skiff.Node) bool {
 	var dying []*skiff.Node
-	agents, alive := 0, 0
+	agents := 0
 	for i := range nodes {
 		n := &nodes[i]
 		if n.HasRole(skiff.RoleAgent) || snap.nodes[n.Name].Name == "" {
 			agents++
-			if n.State == skiff.NodeUp {
-				alive++
-			}
 		}
 		if n.State == skiff.NodeDead && snap.nodes[n.Name].State != skiff.NodeDead {
 			dying = append(dying, n)
@@ -353,7 +378,7 @@ func (s *Scheduler) declare(ctx context.Context, snap *snapshot, lease *store.Le
 		return true
 	}
 	now := time.Now()
-	if alive == 0 || 2*len(dying) > agents {
+	if 2*len(dying) > agents {
 		longest := time.Duration(0)
 		for _, n := range dying {
 			longest = max(longest, now.Sub(snap.heard[n.Name]))

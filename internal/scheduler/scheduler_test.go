@@ -183,3 +183,28 @@ func TestSilenceOfMostNodesHeldBack(t *testing.T) {
 		return len(as) == 2 && on(as, "n3") == 2
 	})
 }
+
+// TestBlindLeaderDeclaresNoneDead: when no heartbeat at all reaches the
+// leader for longer than the grace period (the bus is down), no node is
+// declared dead, and when heartbeats come again each gets its full grace.
+func TestBlindLeaderDeclaresNoneDead(t *testing.T) {
+	c := newCluster(t, "n1", "n2", "n3")
+	c.deploy()
+	before := c.assignments()
+	for _, n := range []string{"n1", "n2", "n3"} {
+		c.silence(n, true)
+	}
+	time.Sleep(3500 * time.Millisecond) // past twice the grace period
+	for _, n := range []string{"n1", "n2", "n3"} {
+		c.silence(n, false)
+	}
+	time.Sleep(time.Second)
+	if after := c.assignments(); len(after) != 2 || after[0].ID != before[0].ID || after[1].ID != before[1].ID {
+		t.Fatalf("instances moved after the leader was blind:\nbefore %+v\nafter  %+v", before, after)
+	}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if rec, _, _ := c.st.Nodes.Get(context.Background(), n); rec.State == skiff.NodeDead {
+			t.Fatalf("node %s declared dead", n)
+		}
+	}
+}

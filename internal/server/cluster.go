@@ -303,7 +303,10 @@ func openStore(ctx context.Context, b *bus.Bus, nc *nats.Conn, box *secret.Box, 
 	var st *store.Store
 	var err error
 	werr := until(ctx, time.Second, func() bool {
-		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		// Short tries: a request to a stream still catching up may hang
+		// for the whole try, while the next one is answered at once.
+		// What a try made (buckets, replicas) stays made.
+		octx, cancel := context.WithTimeout(ctx, 4*time.Second)
 		defer cancel()
 		if st, err = store.Open(octx, nc, box, opt); err == nil || time.Now().After(deadline) {
 			return true

@@ -175,7 +175,17 @@ func (c *Config) setDefaults() error {
 		c.SSHAddr = ":2222"
 	}
 	if c.AgentAddr == "" {
+		// The host this node is reached at by the other nodes, if its
+		// bus addresses name one; else this machine only.
 		c.AgentAddr = "127.0.0.1"
+		for _, addr := range []string{c.ClusterAddr, c.BusAddr} {
+			if h, _, err := net.SplitHostPort(addr); err == nil {
+				if ip := net.ParseIP(h); ip != nil && !ip.IsUnspecified() {
+					c.AgentAddr = h
+					break
+				}
+			}
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

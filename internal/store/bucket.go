@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skiff-paas/skiff/internal/skiff"
@@ -32,10 +34,49 @@ type Change[T any] struct {
 // Name is the bucket's name.
 func (b *Bucket[T]) Name() string { return b.kv.Bucket() }
 
+// Reads that get no answer are tried again, each try short, until
+// readLimit (or the caller's deadline): while a stream elects a new leader
+// after a bus node's death, a request to it is answered by nobody, and
+// one sent once the new leader is in place is answered at once. Writes
+// are not tried again this way: one whose answer was lost may have
+// landed.
+// A list, whose answer may be long, has longer tries.
+const (
+	getTry    = 2 * time.Second
+	listTry   = 5 * time.Second
+	readLimit = 10 * time.Second
+)
+
+// read calls f with tries of at most readTry until it is answered.
+func read[V any](ctx context.Context, readTry time.Duration, f func(context.Context) (V, error)) (V, error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(readLimit)
+	}
+	for {
+		try := time.Now().Add(readTry)
+		if deadline.Before(try) {
+			try = deadline
+		}
+		tctx, cancel := context.WithDeadline(ctx, try)
+		v, err := f(tctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !time.Now().Before(deadline) || !unanswered(err) {
+			return v, err
+		}
+	}
+}
+
+// unanswered reports whether err says the bus gave no answer.
+func unanswered(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
 // Get returns the value at key and its revision, or skiff.ErrNotFound.
 func (b *Bucket[T]) Get(ctx context.Context, key string) (T, uint64, error) {
 	var v T
-	e, err := b.kv.Get(ctx, key)
+	e, err := read(ctx, getTry, func(ctx context.Context) (jetstream.KeyValueEntry, error) { return b.kv.Get(ctx, key) })
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return v, 0, fmt.Errorf("%s %s: %w", b.Name(), key, skiff.ErrNotFound)
 	}
@@ -173,6 +214,22 @@ func isRevisionConflict(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
+// Unavailable says, of an error the bus gave, that the state did not
+// answer in time (a stream electing a leader after a bus node's death, a
+// network blip): a fault that passes, which the caller may retry. Other
+// errors are returned as they are.
+func Unavailable(err error) error {
+	var e *skiff.Error
+	if err == nil || errors.As(err, &e) {
+		return err
+	}
+	if unanswered(err) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected) {
+		return &skiff.Error{Kind: skiff.KindUnavailable, Message: "the platform's state did not answer in time", Err: err,
+			Hint: "a bus node may be failing over: try again in a few seconds"}
+	}
+	return err
+}
+
 // Apply records a watched change in a map of a bucket's values by key.
 func Apply[T any](m map[string]T, key string, deleted bool, v T) {
 	if deleted {
@@ -185,6 +242,10 @@ func Apply[T any](m map[string]T, key string, deleted bool, v T) {
 // List returns every value whose key matches filter (a NATS subject
 // pattern such as "myapp.>"; empty for all), in key order of the stream.
 func (b *Bucket[T]) List(ctx context.Context, filter string) ([]Change[T], error) {
+	return read(ctx, listTry, func(ctx context.Context) ([]Change[T], error) { return b.list(ctx, filter) })
+}
+
+func (b *Bucket[T]) list(ctx context.Context, filter string) ([]Change[T], error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w, err := b.watcher(ctx, filter, jetstream.IgnoreDeletes())

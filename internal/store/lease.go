@@ -22,6 +22,10 @@ type Lease struct {
 	name   string
 	holder string
 	rev    uint64
+	ttl    time.Duration
+	// renewed is when the last successful write of the lease was sent:
+	// the lease is surely the holder's until ttl after it.
+	renewed time.Time
 }
 
 type leaseValue struct {
@@ -32,14 +36,17 @@ type leaseValue struct {
 // Lease returns a handle on the lease name for holder; it holds nothing
 // until Acquire succeeds.
 func (s *Store) Lease(name, holder string) *Lease {
-	return &Lease{kv: s.locks, name: name, holder: holder}
+	return &Lease{kv: s.locks, name: name, holder: holder, ttl: s.opt.LockTTL}
 }
 
 // LockTTL is how long a lease survives without renewal.
 func (s *Store) LockTTL() time.Duration { return s.opt.LockTTL }
 
-// Held reports whether the last Acquire or Renew succeeded.
-func (l *Lease) Held() bool { return l.rev != 0 }
+// Held reports whether the lease is surely held: acquired or renewed
+// less than three quarters of its TTL ago, and not found taken since. A
+// renewal that failed because the bus did not answer (a leader election
+// of the locks bucket) leaves it held until then.
+func (l *Lease) Held() bool { return l.rev != 0 && time.Since(l.renewed) < l.ttl*3/4 }
 
 // Revision is the fencing token of the lease while held.
 func (l *Lease) Revision() uint64 { return l.rev }
@@ -48,10 +55,11 @@ func (l *Lease) Revision() uint64 { return l.rev }
 // this same holder (a previous life of this node that did not release it).
 // It reports whether the lease is now held.
 func (l *Lease) Acquire(ctx context.Context) (bool, error) {
-	data, _ := json.Marshal(leaseValue{Holder: l.holder, Acquired: time.Now().UTC()})
+	sent := time.Now()
+	data, _ := json.Marshal(leaseValue{Holder: l.holder, Acquired: sent.UTC()})
 	rev, err := l.kv.Create(ctx, l.name, data)
 	if err == nil {
-		l.rev = rev
+		l.rev, l.renewed = rev, sent
 		return true, nil
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
@@ -72,23 +80,29 @@ func (l *Lease) Acquire(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	l.rev = rev
+	l.rev, l.renewed = rev, sent
 	return true, nil
 }
 
-// Renew extends a held lease. An error means the lease is lost (someone
-// else took it, or it expired) and the holder must stop acting under it.
+// Renew extends a held lease. An error means it was not renewed: if
+// someone else took it or it expired, it is lost for good (Held is
+// false); if the bus did not answer, it is still held until its TTL runs
+// out (Held says), and Renew may be tried again. Whoever acts under the
+// lease must stop while it is not held.
 func (l *Lease) Renew(ctx context.Context) error {
 	if l.rev == 0 {
 		return fmt.Errorf("renew lease %s: not held", l.name)
 	}
-	data, _ := json.Marshal(leaseValue{Holder: l.holder, Acquired: time.Now().UTC()})
+	sent := time.Now()
+	data, _ := json.Marshal(leaseValue{Holder: l.holder, Acquired: sent.UTC()})
 	rev, err := l.kv.Update(ctx, l.name, data, l.rev)
 	if err != nil {
-		l.rev = 0
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound) || isRevisionConflict(err) {
+			l.rev = 0
+		}
 		return fmt.Errorf("renew lease %s: %w", l.name, err)
 	}
-	l.rev = rev
+	l.rev, l.renewed = rev, sent
 	return nil
 }
 

@@ -40,7 +40,8 @@ type Options struct {
 	// (default a day: a dead node stays listed, dead, for that long unless
 	// removed; a node that stops cleanly removes its own record).
 	NodeTTL time.Duration
-	// LockTTL is how long a lease outlives its last renewal (default 10 s).
+	// LockTTL is how long a lease outlives its last renewal (default 6 s):
+	// how long a dead leader is waited for.
 	LockTTL time.Duration
 	Logger  *slog.Logger
 }
@@ -65,7 +66,7 @@ func (o *Options) setDefaults() {
 		o.NodeTTL = 24 * time.Hour
 	}
 	if o.LockTTL == 0 {
-		o.LockTTL = 10 * time.Second
+		o.LockTTL = 6 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -130,15 +131,17 @@ func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*St
 		// would otherwise each propose the same update.
 		if st, err := js.Stream(ctx, "KV_"+name); err == nil {
 			have := st.CachedInfo().Config
-			if have.Replicas >= cfg.Replicas && have.MaxAge == cfg.TTL && have.MaxMsgsPerSubject == int64(cfg.History) {
+			if have.Replicas >= cfg.Replicas && have.MaxAge == cfg.TTL && have.MaxMsgsPerSubject == int64(cfg.History) && !directReads(have) {
 				return js.KeyValue(ctx, name)
 			}
 		}
-		b, err := js.CreateOrUpdateKeyValue(ctx, cfg)
-		if err != nil {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
 			return nil, fmt.Errorf("open bucket %s: %w", name, err)
 		}
-		return b, nil
+		if err := readFromLeader(ctx, js, "KV_"+name); err != nil {
+			return nil, fmt.Errorf("open bucket %s: %w", name, err)
+		}
+		return js.KeyValue(ctx, name)
 	}
 	var errs []error
 	open := func(name string, cfg jetstream.KeyValueConfig) jetstream.KeyValue {
@@ -170,13 +173,16 @@ func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*St
 	}
 
 	objects := func(name string) (jetstream.ObjectStore, error) {
-		o, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		_, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 			Bucket: name, Replicas: replicas("OBJ_" + name), Storage: jetstream.FileStorage,
 		})
+		if err == nil {
+			err = readFromLeader(ctx, js, "OBJ_"+name)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open object store %s: %w", name, err)
 		}
-		return o, nil
+		return js.ObjectStore(ctx, name)
 	}
 	if s.Sources, err = objects(skiff.ObjectSources); err != nil {
 		return nil, err
@@ -223,6 +229,28 @@ func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*St
 		}
 	}
 	return s, nil
+}
+
+// directReads reports whether a replicated stream answers direct gets:
+// any replica may answer one, even one that has not applied the last
+// write yet, so a read right after a write (a source just uploaded, a
+// record just changed) could miss it. The state's streams are read from
+// their leaders instead; one replica is its own leader.
+func directReads(cfg jetstream.StreamConfig) bool { return cfg.Replicas > 1 && cfg.AllowDirect }
+
+// readFromLeader turns direct reads off on a replicated stream.
+func readFromLeader(ctx context.Context, js jetstream.JetStream, stream string) error {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	cfg := st.CachedInfo().Config
+	if !directReads(cfg) {
+		return nil
+	}
+	cfg.AllowDirect = false
+	_, err = js.UpdateStream(ctx, cfg)
+	return err
 }
 
 func bucket[T any](kv jetstream.KeyValue, log *slog.Logger) *Bucket[T] {

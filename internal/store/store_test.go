@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/skiff-paas/skiff/internal/bus/bustest"
 	"github.com/skiff-paas/skiff/internal/secret"
 	"github.com/skiff-paas/skiff/internal/skiff"
@@ -274,5 +277,19 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 			t.Fatalf("condition not met within %s", d)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	for _, err := range []error{context.DeadlineExceeded, fmt.Errorf("watch releases: %w", context.DeadlineExceeded), nats.ErrTimeout,
+		jetstream.ErrNoStreamResponse, nats.ErrNoResponders} {
+		if k := skiff.KindOf(store.Unavailable(err)); k != skiff.KindUnavailable {
+			t.Errorf("%v: kind %s, want unavailable", err, k)
+		}
+	}
+	for _, err := range []error{errors.New("disk full"), skiff.ErrConflict, skiff.Errorf(skiff.KindInvalid, "", "bad")} {
+		if got := store.Unavailable(err); got != err {
+			t.Errorf("%v became %v", err, got)
+		}
 	}
 }

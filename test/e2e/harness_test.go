@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -56,6 +57,9 @@ type server struct {
 	rtrAddr string
 	sshAddr string
 	flags   []string
+	// netns, when set, is the network namespace (a host of a multi-host
+	// test, netns_test.go) the server runs in.
+	netns string
 	// wait waits for the server to be up after it started (default:
 	// healthy).
 	wait   func()
@@ -64,13 +68,33 @@ type server struct {
 	exited chan struct{}
 }
 
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// freePort is a loopback address with a port nothing listens on, taken
+// below the ephemeral range (32768 and up) and the agents' ports
+// (20000-29999): a port of the ephemeral range may be taken by the local
+// end of some connection by the time the server binds it.
+// A port is handed out once per test process.
 func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		port := 10000 + rand.IntN(10000)
+		if portsGiven[port] {
+			continue
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			portsGiven[port] = true
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free port in 10000-19999")
+	return ""
 }
 
 // startServer runs skiff server on random loopback ports with a fresh data
@@ -109,6 +133,12 @@ func (s *server) start() {
 		s.wait = s.healthy
 	}
 	s.cmd = exec.Command(skiffBin, args...)
+	if s.netns != "" {
+		// nsenter enters the network namespace only, and execs the server
+		// in its place: ip netns exec would also remount /sys, hiding
+		// the cgroups the isolated driver needs.
+		s.cmd = exec.Command("nsenter", append([]string{"--net=" + netnsPath(s.netns), "--", skiffBin}, args...)...)
+	}
 	if s.out == nil {
 		s.out = &testkit.SyncBuffer{}
 	}
