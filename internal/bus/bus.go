@@ -24,6 +24,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/skiff-paas/skiff/internal/netx"
 )
 
 // Config configures the bus.
@@ -163,7 +165,11 @@ func clusterOptions(opts *server.Options, cfg Config) error {
 // with the bus token and, when tlsConfig is set, over TLS with its client
 // certificate. It reconnects for ever, to whichever node answers.
 func Dial(urls []string, token string, tlsConfig *tls.Config, name string) (*nats.Conn, error) {
-	opts := []nats.Option{nats.Token(token), nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	// A connection to a bus node that stops acknowledging (dead, or cut
+	// off) is given up after a few seconds, and another one tried, so a
+	// node whose network comes back is on the bus again at once.
+	opts := []nats.Option{nats.Token(token), nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		nats.SetCustomDialer(netx.Dialer(2*time.Second, 3*time.Second))}
 	if tlsConfig != nil {
 		opts = append(opts, nats.Secure(tlsConfig))
 	}

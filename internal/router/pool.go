@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/skiff-paas/skiff/internal/netx"
 )
 
 // Connections to backends are kept open between requests (keep-alive),
@@ -19,6 +21,7 @@ const (
 	idleCheck         = 15 * time.Second // how often idle connections are looked at
 	staleAfter        = time.Second      // an idle connection older than this is checked before reuse
 	dialTimeout       = 2 * time.Second  // a backend that does not answer a SYN in time is skipped like one that refused
+	backendUnacked    = 1500 * time.Millisecond
 	bufSize           = 16 << 10
 )
 
@@ -71,7 +74,10 @@ type connPool struct {
 // address; cancel ends its backend request.
 type h2Stream struct{ cancel context.CancelFunc }
 
-var dialer = net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+// dialer gives up on a backend whose machine stops acknowledging what is
+// sent to it (dead, or cut off) after backendUnacked: a request written
+// to it and not answered is then sent again elsewhere if it may be.
+var dialer = netx.Dialer(dialTimeout, backendUnacked)
 
 // conn returns an idle connection to b, or a new one; reused says which.
 // The connection is busy until given back with put or drop.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/skiff-paas/skiff/internal/skiff"
@@ -40,6 +41,8 @@ type clientConn struct {
 	scratch   [64]byte // for numbers being written
 	out       countingConn
 	entry     accessEntry // the current request's access log entry
+	// fwdErr is why the last forward asked for a retry.
+	fwdErr error
 }
 
 // countingConn counts the bytes written to a client, for the access log.
@@ -274,7 +277,13 @@ func (cc *clientConn) proxy() bool {
 				cc.replyPage(502, static.pageFor(false), "App "+e.name+" did not answer the request.\n", true)
 				return false
 			}
-			if !reused {
+			if !reused || errors.Is(cc.fwdErr, syscall.ETIMEDOUT) {
+				// A fresh connection failing, or one whose backend
+				// stopped acknowledging (its machine died or was cut
+				// off): not that backend again.
+				if reused {
+					b.markDown(now)
+				}
 				cc.tried = append(cc.tried, b)
 			}
 			continue
@@ -330,6 +339,7 @@ func (cc *clientConn) forward(bc *backendConn) outcome {
 			return failedAfterAnswer
 		}
 		if !req.hasBody() {
+			cc.fwdErr = err
 			return retry
 		}
 		return failedBeforeAnswer
@@ -338,6 +348,7 @@ func (cc *clientConn) forward(bc *backendConn) outcome {
 		err = resp.parseResponse(bc.br)
 		if err != nil {
 			if !req.hasBody() && idempotent(req.method) && isConnFailure(err) {
+				cc.fwdErr = err
 				return retry
 			}
 			return failedBeforeAnswer
