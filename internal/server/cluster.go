@@ -294,7 +294,7 @@ func connectBus(cfg Config, info clusterInfo, clustered bool, token string) (nc 
 // openStore opens the state, retrying while the bus cannot take it yet;
 // on a bus node of a cluster, once the cluster has its bus nodes.
 func openStore(ctx context.Context, b *bus.Bus, nc *nats.Conn, box *secret.Box, opt store.Options) (*store.Store, error) {
-	if b != nil && opt.Replicas > 1 {
+	if opt.Replicas > 1 {
 		if err := waitForCluster(ctx, b, nc, opt.Replicas, opt.Logger); err != nil {
 			return nil, err
 		}
@@ -319,16 +319,21 @@ func openStore(ctx context.Context, b *bus.Bus, nc *nats.Conn, box *secret.Box, 
 	return st, cmp.Or(err, werr)
 }
 
-// waitForCluster waits until the cluster has as many bus nodes as the
-// state has replicas, then, on nodes other than the meta leader, for the
-// leader to make the state (for a minute at most): all proposing the
-// same streams at once slows them all down.
+// waitForCluster waits, on a bus node, until the cluster has as many bus
+// nodes as the state has replicas; then, on every node but the meta
+// leader, for the leader to make the state (for a minute at most): all
+// proposing the same streams at once slows them all down, and an update
+// of a stream by one node while another binds to it could leave the
+// latter reading the stream in a way it no longer answers (direct gets,
+// store.go).
 func waitForCluster(ctx context.Context, b *bus.Bus, nc *nats.Conn, replicas int, log *slog.Logger) error {
-	if b.Peers() < replicas && log != nil {
-		log.Info("waiting for the cluster's bus nodes to join", "have", b.Peers(), "want", replicas)
-	}
-	if err := until(ctx, 500*time.Millisecond, func() bool { return b.Peers() >= replicas }); err != nil {
-		return err
+	if b != nil {
+		if b.Peers() < replicas && log != nil {
+			log.Info("waiting for the cluster's bus nodes to join", "have", b.Peers(), "want", replicas)
+		}
+		if err := until(ctx, 500*time.Millisecond, func() bool { return b.Peers() >= replicas }); err != nil {
+			return err
+		}
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -336,7 +341,7 @@ func waitForCluster(ctx context.Context, b *bus.Bus, nc *nats.Conn, replicas int
 	}
 	deadline := time.Now().Add(time.Minute)
 	return until(ctx, 500*time.Millisecond, func() bool {
-		if b.Leads() || time.Now().After(deadline) {
+		if (b != nil && b.Leads()) || time.Now().After(deadline) {
 			return true
 		}
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)

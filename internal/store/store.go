@@ -173,8 +173,18 @@ func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*St
 	}
 
 	objects := func(name string) (jetstream.ObjectStore, error) {
+		want := replicas("OBJ_" + name)
+		// As for buckets, a store as wanted is taken as it is: an update
+		// would also turn direct reads back on for a moment, and a node
+		// binding a handle then would read with direct gets that nobody
+		// answers once they are off again.
+		if st, err := js.Stream(ctx, "OBJ_"+name); err == nil {
+			if have := st.CachedInfo().Config; have.Replicas >= want && !directReads(have) {
+				return js.ObjectStore(ctx, name)
+			}
+		}
 		_, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-			Bucket: name, Replicas: replicas("OBJ_" + name), Storage: jetstream.FileStorage,
+			Bucket: name, Replicas: want, Storage: jetstream.FileStorage,
 		})
 		if err == nil {
 			err = readFromLeader(ctx, js, "OBJ_"+name)
