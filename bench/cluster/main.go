@@ -58,7 +58,16 @@ func main() {
 		if err == nil {
 			passed++
 		}
-		fmt.Fprintf(os.Stderr, "run %d: %v\n", i, map[bool]string{true: "passed", false: "FAILED"}[err == nil])
+		if err == nil {
+			fmt.Fprintf(os.Stderr, "run %d: passed\n", i)
+		} else {
+			f, ferr := os.CreateTemp("", "skiff-cluster-run-*.log")
+			if ferr == nil {
+				f.Write(out.Bytes())
+				f.Close()
+				fmt.Fprintf(os.Stderr, "run %d: FAILED; its output is in %s\n", i, f.Name())
+			}
+		}
 		sc := bufio.NewScanner(&out)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {

@@ -92,6 +92,10 @@ func (ag *Agent) supervise(ctx context.Context, in *instance) {
 		os.RemoveAll(dir)
 	}()
 
+	if a.Once {
+		ag.runOnce(ctx, in, dir)
+		return
+	}
 	for {
 		started := time.Now()
 		proc, port, err := ag.start(ctx, in, dir)
@@ -149,6 +153,44 @@ func (ag *Agent) supervise(ctx context.Context, in *instance) {
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// runOnce runs a process to its end (the release phase): no restart, no
+// health check. The instance is reported up while it runs, then exited
+// with its exit code, which the scheduler reads before it deletes the
+// assignment.
+func (ag *Agent) runOnce(ctx context.Context, in *instance, dir string) {
+	a := in.a
+	in.rec.Since = time.Now().UTC()
+	proc, port, err := ag.start(ctx, in, dir)
+	if err != nil {
+		ag.platformLog(a, "Failed to start: %s", err)
+		in.rec.State, in.rec.ExitCode, in.rec.ExitReason = skiff.StateExited, -1, "could not start: "+err.Error()
+	} else {
+		in.rec.State, in.rec.PID, in.rec.Port = skiff.StateUp, proc.PID(), port
+		ag.report(ctx, in)
+		select {
+		case <-proc.Done():
+		case <-in.kill:
+			in.fenced = true
+		case <-in.retire:
+			ag.stop(in, proc, false)
+		case <-ctx.Done():
+			ag.stop(in, proc, false)
+		}
+		_ = proc.Signal(syscall.SIGKILL) // whatever it left behind
+		<-proc.Done()
+		ag.ports.put(port)
+		ag.platformLog(a, "Process exited: %s", proc.ExitReason())
+		in.rec.State, in.rec.PID, in.rec.ExitCode, in.rec.ExitReason = skiff.StateExited, 0, proc.ExitCode(), proc.ExitReason()
+	}
+	in.rec.Since = time.Now().UTC()
+	ag.report(ctx, in)
+	select {
+	case <-in.retire:
+	case <-in.kill:
+	case <-ctx.Done():
 	}
 }
 

@@ -28,6 +28,9 @@ type appJSON struct {
 		// the image is packed; its failure fails the build.
 		Predeploy  string `json:"predeploy"`
 		Postdeploy string `json:"postdeploy"`
+		// Release is the release phase when the Procfile has no release
+		// type.
+		Release string `json:"release"`
 	} `json:"scripts"`
 	Env         map[string]envVar `json:"env"`
 	Healthcheck struct {

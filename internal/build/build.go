@@ -22,6 +22,7 @@
 package build
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -369,6 +370,8 @@ func (b *Builder) build(ctx context.Context, req skiff.BuildRequest, out func(st
 	if err != nil {
 		return res, err
 	}
+	releaseCommand := cmp.Or(procs[skiff.ReleaseProcess], manifest.Scripts.Release)
+	delete(procs, skiff.ReleaseProcess)
 	if _, ok := procs["web"]; !ok && !manifest.noWebWanted() {
 		return res, skiff.Errorf(skiff.KindFailed,
 			"add a web process to the Procfile (web: COMMAND listening on $PORT), or declare a formation without web in app.json",
@@ -376,6 +379,9 @@ func (b *Builder) build(ctx context.Context, req skiff.BuildRequest, out func(st
 	}
 	out("-----> Discovering process types")
 	out("       Procfile declares types -> %s", strings.Join(skiff.SortedTypes(procs), ", "))
+	if releaseCommand != "" {
+		out("       Release phase -> %s", releaseCommand)
+	}
 	env, err := manifest.env(vars)
 	if err != nil {
 		return res, err
@@ -418,7 +424,7 @@ func (b *Builder) build(ctx context.Context, req skiff.BuildRequest, out func(st
 		return res, err
 	}
 	built := skiff.Release{Image: im, Processes: procs, Buildpack: packName, BuildKey: key,
-		ManifestHealthCheck: manifest.healthCheck(), Env: env, Static: static, Cron: manifest.Cron}
+		ManifestHealthCheck: manifest.healthCheck(), Env: env, Static: static, Cron: manifest.Cron, ReleaseCommand: releaseCommand}
 	return b.release(ctx, req, built, version, vars, out)
 }
 
@@ -443,6 +449,7 @@ func (b *Builder) release(ctx context.Context, req skiff.BuildRequest, built ski
 		App: req.App, Description: desc, Image: built.Image, Processes: built.Processes,
 		ConfigVersion: version, ConfigSealed: sealed, CreatedBy: req.Actor, Buildpack: built.Buildpack,
 		BuildKey: built.BuildKey, ManifestHealthCheck: built.ManifestHealthCheck, Env: built.Env, Static: built.Static, Cron: built.Cron,
+		ReleaseCommand: built.ReleaseCommand,
 		HealthCheck: skiff.EffectiveHealthCheck(app, built.ManifestHealthCheck),
 	})
 	if err != nil {

@@ -232,6 +232,10 @@ func (p *planner) rollout(app Versioned[skiff.App], target Versioned[skiff.Relea
 		p.Statuses = append(p.Statuses, ReleaseChange{Release: rel, Rev: target.Rev})
 		target = Versioned[skiff.Release]{Value: rel, Rev: 0} // the status write above must land first
 	}
+	if rel.ReleaseCommand != "" && !rel.PhaseDone {
+		p.releasePhase(app.Value, target, assigned)
+		return
+	}
 	slots := slotsOf(rel, f)
 	mine := p.fill(app.Value, rel, slots, assigned, false)
 	for _, a := range assigned {
@@ -285,16 +289,70 @@ func (p *planner) rollout(app Versioned[skiff.App], target Versioned[skiff.Relea
 				reason += ": a web process must accept connections on $PORT"
 			}
 		}
-		rel.Status, rel.StatusReason, rel.FinishedAt = skiff.ReleaseFailed, reason, p.Now
-		p.Statuses = append(p.Statuses, ReleaseChange{Release: rel, Rev: target.Rev})
-		for _, a := range assigned {
-			if a.Release == rel.Version {
-				p.Delete = append(p.Delete, a)
-			}
-		}
-		p.Events = append(p.Events, skiff.Event{App: app.Value.Name, Type: skiff.EventReleaseFailed, Release: rel.Version,
-			Component: "scheduler", Message: fmt.Sprintf("Release %s failed: %s; the previous release keeps serving", rel.Label(), reason)})
+		p.fail(app.Value.Name, target, assigned, reason)
 	}
+}
+
+// releasePhase runs target's release command, once, before any of its
+// processes start: an assignment run once (release.1) on a node picked as
+// for any process. When it has exited, its result is written into the
+// release: done, and the processes start (the boot timeout counts from
+// then: a migration may take its time); or failed, and the release with
+// it. Should its node die, it runs again elsewhere.
+func (p *planner) releasePhase(app skiff.App, target Versioned[skiff.Release], assigned []skiff.Assignment) {
+	rel := target.Value
+	var phase *skiff.Assignment
+	for i := range assigned {
+		if assigned[i].Once && assigned[i].Release == rel.Version {
+			phase = &assigned[i]
+		}
+	}
+	if phase == nil {
+		s := slot{proc: skiff.ReleaseProcess, index: 1, release: rel.Version, size: skiff.DefaultSize}
+		node, why := p.pick(app, s.size, "")
+		if node == "" {
+			p.unplaced = why
+			if target.Rev != 0 && p.Now.Sub(rel.DeployStarted) > p.BootTimeout {
+				p.fail(app.Name, target, nil, "the release command could not start: "+why)
+			}
+			return
+		}
+		a := skiff.Assignment{ID: p.newID(), App: app.Name, Proc: s.proc, Index: s.index, Release: rel.Version, Node: node,
+			Image: rel.Image, Command: rel.ReleaseCommand, Size: s.size, CreatedAt: p.Now, Once: true}
+		p.Create = append(p.Create, a)
+		p.count(a, 1)
+		p.Events = append(p.Events, skiff.Event{App: app.Name, Type: skiff.EventReleasePhase, Release: rel.Version, Component: "scheduler",
+			Message: fmt.Sprintf("Running release command `%s` of %s as %s on %s", rel.ReleaseCommand, rel.Label(), a.Name(), node)})
+		return
+	}
+	inst, ok := p.Instances[phase.ID]
+	if target.Rev == 0 || !ok || inst.State != skiff.StateExited {
+		return
+	}
+	p.Delete = append(p.Delete, *phase)
+	if inst.ExitCode != 0 {
+		p.fail(app.Name, target, assigned, fmt.Sprintf("the release command `%s` failed (%s)", rel.ReleaseCommand, orUnknown(inst.ExitReason)))
+		return
+	}
+	rel.PhaseDone, rel.DeployStarted = true, p.Now
+	p.Statuses = append(p.Statuses, ReleaseChange{Release: rel, Rev: target.Rev})
+	p.Events = append(p.Events, skiff.Event{App: app.Name, Type: skiff.EventReleasePhase, Release: rel.Version, Component: "scheduler",
+		Message: fmt.Sprintf("Release command of %s succeeded: starting its processes", rel.Label())})
+}
+
+// fail marks target failed for reason, deletes its assignments among
+// assigned, and says so.
+func (p *planner) fail(app string, target Versioned[skiff.Release], assigned []skiff.Assignment, reason string) {
+	rel := target.Value
+	rel.Status, rel.StatusReason, rel.FinishedAt = skiff.ReleaseFailed, reason, p.Now
+	p.Statuses = append(p.Statuses, ReleaseChange{Release: rel, Rev: target.Rev})
+	for _, a := range assigned {
+		if a.Release == rel.Version && !slices.ContainsFunc(p.Delete, func(d skiff.Assignment) bool { return d.ID == a.ID }) {
+			p.Delete = append(p.Delete, a)
+		}
+	}
+	p.Events = append(p.Events, skiff.Event{App: app, Type: skiff.EventReleaseFailed, Release: rel.Version,
+		Component: "scheduler", Message: fmt.Sprintf("Release %s failed: %s; the previous release keeps serving", rel.Label(), reason)})
 }
 
 // steady keeps the current release's slots filled and retires what is not

@@ -28,6 +28,7 @@ const (
 	EventReleaseDeployed   = "release.deployed"
 	EventReleaseFailed     = "release.failed"
 	EventReleaseSuperseded = "release.superseded"
+	EventReleasePhase      = "release.phase"
 	EventConfigChanged     = "config.changed"
 	EventScaled            = "formation.scaled"
 	EventRestarted         = "app.restarted"

@@ -20,6 +20,9 @@ type Assignment struct {
 	// Size is the process size (1x, 2x…), which sets its limits.
 	Size      string    `json:"size,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
+	// Once runs the command to its end, without restarts: the release
+	// phase. The instance then reports StateExited with its exit code.
+	Once bool `json:"once,omitempty"`
 }
 
 // Name is the instance's name as users see it: "web.1".
@@ -44,6 +47,7 @@ const (
 	StateUp       InstanceState = "up"       // running; a web instance accepts connections
 	StateCrashed  InstanceState = "crashed"  // exited; waiting to be restarted
 	StateStopping InstanceState = "stopping" // being drained and stopped
+	StateExited   InstanceState = "exited"   // a process run once ended (Instance.ExitCode)
 )
 
 // Instance is an agent's report of one running (or restarting) instance.
@@ -69,6 +73,9 @@ type Instance struct {
 	Since      time.Time `json:"since"`
 	// Command is set for one-off processes, which have no assignment.
 	Command string `json:"command,omitempty"`
+	// ExitCode is how a process run once ended (StateExited); -1 if it
+	// could not start or was killed.
+	ExitCode int `json:"exit_code,omitempty"`
 	// Usage is what the instance's current process has used, as its
 	// cgroup measures it; nil where the driver does not measure.
 	Usage *Usage `json:"usage,omitempty"`

@@ -75,6 +75,13 @@ type Release struct {
 	// Cron lists the jobs to run on a schedule (app.json's cron): a
 	// rollback brings back its release's.
 	Cron []CronJob `json:"cron,omitempty"`
+	// ReleaseCommand is the release phase (the Procfile's release type,
+	// or app.json's scripts.release): it runs once per release, as a
+	// one-off process, before the release's processes start; if it fails,
+	// so does the release, and the previous one keeps serving.
+	ReleaseCommand string `json:"release_command,omitempty"`
+	// PhaseDone is set once the release command succeeded.
+	PhaseDone bool `json:"release_phase_done,omitempty"`
 
 	Status        ReleaseStatus `json:"status"`
 	StatusReason  string        `json:"status_reason,omitempty"`
@@ -82,13 +89,17 @@ type Release struct {
 	FinishedAt    time.Time     `json:"finished_at,omitempty"`
 }
 
+// ReleaseProcess is the Procfile type of the release phase: it is not
+// scaled like the others, it runs once per release.
+const ReleaseProcess = "release"
+
 // Derive is a new release of r's image, processes, config and settings,
 // to be numbered and stored: what a config change, a rollback or a new
 // health check makes. The caller changes what differs.
 func (r Release) Derive(description, actor string) Release {
 	n := r
 	n.Version, n.Description, n.CreatedBy, n.CreatedAt = 0, description, actor, time.Time{}
-	n.Status, n.StatusReason, n.DeployStarted, n.FinishedAt = "", "", time.Time{}, time.Time{}
+	n.Status, n.StatusReason, n.DeployStarted, n.FinishedAt, n.PhaseDone = "", "", time.Time{}, time.Time{}, false
 	n.Processes = maps.Clone(r.Processes)
 	n.Env = maps.Clone(r.Env)
 	n.Cron = slices.Clone(r.Cron)
