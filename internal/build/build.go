@@ -450,7 +450,7 @@ func (b *Builder) release(ctx context.Context, req skiff.BuildRequest, built ski
 		ConfigVersion: version, ConfigSealed: sealed, CreatedBy: req.Actor, Buildpack: built.Buildpack,
 		BuildKey: built.BuildKey, ManifestHealthCheck: built.ManifestHealthCheck, Env: built.Env, Static: built.Static, Cron: built.Cron,
 		ReleaseCommand: built.ReleaseCommand,
-		HealthCheck: skiff.EffectiveHealthCheck(app, built.ManifestHealthCheck),
+		HealthCheck:    skiff.EffectiveHealthCheck(app, built.ManifestHealthCheck),
 	})
 	if err != nil {
 		return res, err
