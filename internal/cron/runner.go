@@ -90,36 +90,8 @@ func (r *Runner) Ready() bool { return r.ready.Load() }
 // ends; then it waits for the starts under way.
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.runs.Wait()
-	lease := r.st.Lease(LeaseName, r.cfg.Node)
-	retry := time.NewTicker(r.st.LockTTL() / 4)
-	defer retry.Stop()
-	for {
-		ok, err := lease.Acquire(ctx)
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case err != nil:
-			r.log.Warn("acquire cron lease", "err", err)
-		case ok:
-			r.log.Info("leading", "fencing", lease.Revision())
-			err := r.lead(ctx, lease)
-			r.ready.Store(false)
-			if ctx.Err() != nil {
-				release, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				lease.Release(release)
-				cancel()
-				return nil
-			}
-			r.log.Warn("stopped leading", "err", err)
-		default:
-			r.ready.Store(true) // another runner leads
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-retry.C:
-		}
-	}
+	r.st.Lead(ctx, LeaseName, r.cfg.Node, &r.ready, r.log, r.lead)
+	return nil
 }
 
 // job is a release's cron entry, parsed.

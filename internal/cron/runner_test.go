@@ -299,7 +299,7 @@ func TestLostLeaseStartsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.clock.set("2025-03-14 10:01:00")
-	eventually(t, 10*time.Second, "a to see the lease lost", func() bool { return strings.Contains(w.log.String(), "stopped leading") })
+	eventually(t, 10*time.Second, "a to see the lease lost", func() bool { return strings.Contains(w.log.String(), "lost the cron lease") })
 	settle()
 	if n := w.started("shop", "echo tick"); n != 1 || w.claimed("shop", everyMinute, "2025-03-14 10:01:00") {
 		t.Fatalf("without the lease: %d runs, claimed %v", n, w.claimed("shop", everyMinute, "2025-03-14 10:01:00"))

@@ -82,36 +82,8 @@ func (s *Scheduler) Ready() bool { return s.ready.Load() }
 // Run competes for the lease and schedules while holding it, until ctx
 // ends.
 func (s *Scheduler) Run(ctx context.Context) error {
-	lease := s.st.Lease("scheduler", s.cfg.Node)
-	retry := time.NewTicker(s.st.LockTTL() / 4)
-	defer retry.Stop()
-	for {
-		ok, err := lease.Acquire(ctx)
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case err != nil:
-			s.log.Warn("acquire scheduler lease", "err", err)
-		case ok:
-			s.log.Info("leading", "fencing", lease.Revision())
-			err := s.lead(ctx, lease)
-			s.ready.Store(false)
-			if ctx.Err() != nil {
-				release, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				lease.Release(release)
-				cancel()
-				return nil
-			}
-			s.log.Warn("lost the scheduler lease", "err", err)
-		default:
-			s.ready.Store(true) // another scheduler leads
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-retry.C:
-		}
-	}
+	s.st.Lead(ctx, "scheduler", s.cfg.Node, &s.ready, s.log, s.lead)
+	return nil
 }
 
 // update is one change from any of the watched buckets.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -130,4 +132,44 @@ func (s *Store) LeaseHolder(ctx context.Context, name string) (string, error) {
 		return "", err
 	}
 	return v.Holder, nil
+}
+
+// Lead competes for the lease name as holder until ctx ends, and runs lead
+// while it holds it: lead returns once the lease is lost (or ctx ends),
+// and the lease is competed for again. ready is false while lead runs
+// (lead sets it once it is ready to act) and true while another holder
+// leads. At the end the lease is given up, so that another holder need
+// not wait for it to expire.
+func (s *Store) Lead(ctx context.Context, name, holder string, ready *atomic.Bool, log *slog.Logger,
+	lead func(context.Context, *Lease) error) {
+	lease := s.Lease(name, holder)
+	retry := time.NewTicker(s.LockTTL() / 4)
+	defer retry.Stop()
+	for {
+		ok, err := lease.Acquire(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			log.Warn("acquire the "+name+" lease", "err", err)
+		case ok:
+			log.Info("leading", "fencing", lease.Revision())
+			err := lead(ctx, lease)
+			ready.Store(false)
+			if ctx.Err() != nil {
+				release, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				lease.Release(release)
+				cancel()
+				return
+			}
+			log.Warn("lost the "+name+" lease", "err", err)
+		default:
+			ready.Store(true) // another holder leads
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-retry.C:
+		}
+	}
 }
