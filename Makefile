@@ -5,7 +5,9 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 DATA ?= /var/lib/skiff
 SKIFF_FLAGS ?=
-GO_TEST_FLAGS ?= -timeout 25m
+# -count=1: the end-to-end tests build and run the binary, which the test
+# cache does not see change.
+GO_TEST_FLAGS ?= -timeout 25m -count=1
 
 .PHONY: all deps build install run test vet fmt clean
 
