@@ -208,7 +208,7 @@ func (ag *Agent) Run(ctx context.Context) error {
 		ag.heartbeat(ctx, fence)
 	}()
 	wg.Add(1)
-	go func() { defer wg.Done(); ag.pruneImages(ctx) }()
+	go func() { defer wg.Done(); ag.pruner().Run(ctx) }()
 	for {
 		err := ag.converge(ctx, fence)
 		if !errors.Is(err, errFenced) {

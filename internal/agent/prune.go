@@ -4,7 +4,7 @@ package agent
 // release's image from the slugs object store into the node's image cache,
 // which checks the digest, and unpacks it there; the router and the builder
 // of the same node share that cache. Every PruneInterval the agent removes
-// the images nobody needs from it (pruneImages): those that no assignment
+// the images nobody needs from it (Pruner): those that no assignment
 // or instance of this node runs, that are neither an app's current release
 // nor the release before it (a rollback should not wait for a download),
 // and that were not used within ImageRetention.
@@ -12,10 +12,13 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
+	"github.com/skiff-paas/skiff/internal/image"
 	"github.com/skiff-paas/skiff/internal/skiff"
+	"github.com/skiff-paas/skiff/internal/store"
 )
 
 // Defaults of Config.PruneInterval and Config.ImageRetention.
@@ -35,43 +38,72 @@ func setPruneDefaults(cfg *Config) {
 	}
 }
 
-// pruneImages prunes the image cache every PruneInterval until ctx ends.
-func (ag *Agent) pruneImages(ctx context.Context) {
-	if ag.cfg.PruneInterval < 0 {
-		return
+// Pruner keeps a node's image cache clean. The agent runs one; a node
+// without the agent role that still fills the cache (its router serving
+// static files, its builder) runs one of its own.
+type Pruner struct {
+	St     *store.Store
+	Node   string
+	Images *image.Cache
+	// Interval is how often it prunes (default 10 min; negative: never);
+	// Retention how long an image nobody needs is kept after its last
+	// use (default 24 h).
+	Interval, Retention time.Duration
+	Log                 *slog.Logger
+}
+
+// Ready is always true: the pruner needs nothing to start.
+func (p *Pruner) Ready() bool { return true }
+
+// Run prunes the image cache every Interval until ctx ends.
+func (p *Pruner) Run(ctx context.Context) error {
+	if p.Interval < 0 {
+		return nil
 	}
-	t := time.NewTicker(ag.cfg.PruneInterval)
+	cfg := Config{PruneInterval: p.Interval, ImageRetention: p.Retention}
+	setPruneDefaults(&cfg)
+	p.Interval, p.Retention = cfg.PruneInterval, cfg.ImageRetention
+	if p.Log == nil {
+		p.Log = slog.New(slog.DiscardHandler)
+	}
+	t := time.NewTicker(p.Interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
-		ag.pruneOnce(ctx)
+		p.once(ctx)
 	}
 }
 
-// pruneOnce removes the images of the cache that no one needs. Nothing is
+// pruner is the agent's pruner.
+func (ag *Agent) pruner() *Pruner {
+	return &Pruner{St: ag.st, Node: ag.cfg.Node, Images: ag.cfg.Images, Interval: ag.cfg.PruneInterval,
+		Retention: ag.cfg.ImageRetention, Log: ag.log}
+}
+
+// once removes the images of the cache that no one needs. Nothing is
 // removed when what is needed cannot be read in full.
-func (ag *Agent) pruneOnce(ctx context.Context) {
-	keep, err := ag.neededImages(ctx)
+func (p *Pruner) once(ctx context.Context) {
+	keep, err := p.neededImages(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			ag.log.Warn("prune images: left for the next time", "err", err)
+			p.Log.Warn("prune images: left for the next time", "err", err)
 		}
 		return
 	}
-	removed, freed, err := ag.cfg.Images.Prune(func(digest string) bool { return keep[digest] }, ag.cfg.ImageRetention)
+	removed, freed, err := p.Images.Prune(func(digest string) bool { return keep[digest] }, p.Retention)
 	for _, digest := range removed {
-		ag.log.Info("removed an unused image from the cache", "digest", digest)
+		p.Log.Info("removed an unused image from the cache", "digest", digest)
 	}
 	if len(removed) > 0 || freed > 0 {
-		ag.log.Info("pruned the image cache", "images", len(removed), "freed_bytes", freed,
-			"unused_for", ag.cfg.ImageRetention)
+		p.Log.Info("pruned the image cache", "images", len(removed), "freed_bytes", freed,
+			"unused_for", p.Retention)
 	}
 	if err != nil {
-		ag.log.Warn("prune images", "err", err)
+		p.Log.Warn("prune images", "err", err)
 	}
 }
 
@@ -80,24 +112,24 @@ func (ag *Agent) pruneOnce(ctx context.Context) {
 // stopping after its assignment was deleted, a one-off), and of every
 // app's current release, the releases on their way to it, and the
 // succeeded releases before it back to the first with another image.
-func (ag *Agent) neededImages(ctx context.Context) (map[string]bool, error) {
+func (p *Pruner) neededImages(ctx context.Context) (map[string]bool, error) {
 	keep := map[string]bool{}
-	assignments, err := ag.st.Assignments.Values(ctx, ag.cfg.Node+".>")
+	assignments, err := p.St.Assignments.Values(ctx, p.Node+".>")
 	if err != nil {
 		return nil, fmt.Errorf("list assignments: %w", err)
 	}
 	for _, a := range assignments {
 		keep[a.Image.Digest] = true
 	}
-	apps, err := ag.st.Apps.Values(ctx, "")
+	apps, err := p.St.Apps.Values(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("list apps: %w", err)
 	}
-	releases, err := ag.st.Releases.Values(ctx, "")
+	releases, err := p.St.Releases.Values(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("list releases: %w", err)
 	}
-	instances, err := ag.st.Instances.Values(ctx, "")
+	instances, err := p.St.Instances.Values(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("list instances: %w", err)
 	}
@@ -118,7 +150,7 @@ func (ag *Agent) neededImages(ctx context.Context) (map[string]bool, error) {
 		return "", false
 	}
 	for _, in := range instances {
-		if in.Node == ag.cfg.Node {
+		if in.Node == p.Node {
 			if d, ok := image(in.App, in.Release); ok {
 				keep[d] = true
 			}

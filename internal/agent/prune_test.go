@@ -180,7 +180,7 @@ func TestNeededImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keep, err := ag.neededImages(ctx)
+	keep, err := ag.pruner().neededImages(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,5 +188,30 @@ func TestNeededImages(t *testing.T) {
 		img("9").Digest: true, img("1").Digest: true}
 	if !maps.Equal(keep, want) {
 		t.Fatalf("kept %v, want %v", slices.Sorted(maps.Keys(keep)), slices.Sorted(maps.Keys(want)))
+	}
+}
+
+// TestPrunerWithoutAgent: a node without the agent role (a router's static
+// files) prunes its cache with a pruner of its own: the current release's
+// image stays, an unneeded one goes.
+func TestPrunerWithoutAgent(t *testing.T) {
+	h := newHarness(t, Config{PruneInterval: -1})
+	ctx := context.Background()
+	old := h.newImage("old")
+	if _, err := h.cache.Fetch(ctx, old.Digest, h.slug(old)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.cache.Fetch(ctx, h.img.Digest, h.slug(h.img)); err != nil {
+		t.Fatal(err)
+	}
+	h.age(old)
+	h.age(h.img)
+	p := &Pruner{St: h.st, Node: "router-only", Images: h.cache, Interval: 50 * time.Millisecond, Retention: time.Hour}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go p.Run(pctx)
+	eventually(t, 10*time.Second, func() bool { return !h.cached(old, false) })
+	if !h.cached(h.img, false) {
+		t.Fatal("the current release's image was pruned")
 	}
 }

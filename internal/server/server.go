@@ -405,6 +405,10 @@ func newRoles(ctx context.Context, cfg Config, st *store.Store) (_ map[string]ro
 		log.Info("build sandbox", "isolated", isolated)
 		roles[skiff.RoleBuilder] = b
 	}
+	if !has(skiff.RoleAgent) && (has(skiff.RoleRouter) || has(skiff.RoleBuilder)) {
+		// The agent prunes the node's image cache; without one, this does.
+		roles["images"] = &agent.Pruner{St: st, Node: cfg.NodeName, Images: images, Log: log.With("role", "images")}
+	}
 	sshAddr := ""
 	if has(skiff.RoleSSH) {
 		d, err := deploy.New(deploy.Config{WorkDir: filepath.Join(cfg.DataDir, "uploads"), MaxUpload: cfg.MaxUpload,
