@@ -260,10 +260,11 @@ func (snap *snapshot) apply(u update) {
 	}
 }
 
-// state builds the planner's input from the snapshot.
+// state builds the planner's input from the snapshot at now, which keeps
+// its monotonic reading: the nodes' silences are measured with it.
 func (s *Scheduler) state(snap *snapshot, now time.Time) *State {
 	st := &State{
-		Now: now, BootTimeout: s.cfg.BootTimeout,
+		Now: now.UTC(), BootTimeout: s.cfg.BootTimeout,
 		Apps: snap.apps, Formations: map[string]skiff.Formation{},
 		Releases:    map[string][]Versioned[skiff.Release]{},
 		Assignments: map[string]skiff.Assignment{}, Instances: map[string]skiff.Instance{},
@@ -283,7 +284,7 @@ func (s *Scheduler) state(snap *snapshot, now time.Time) *State {
 	for _, i := range snap.instances {
 		st.Instances[i.ID] = i
 	}
-	st.Nodes = s.judge(snap, time.Now())
+	st.Nodes = s.judge(snap, now)
 	return st
 }
 
@@ -326,15 +327,13 @@ func (s *Scheduler) judge(snap *snapshot, now time.Time) []skiff.Node {
 	return out
 }
 
-// declare writes the death of the nodes judged dead whose records do not
-// say so yet, and deletes the reports of their instances, so that routers
-// stop sending them requests at once. It holds back when more than half
-// of the agents fell silent together, for up to twice the grace period:
-// that is more likely a fault of the network or the bus than that many
-// machines dying at once. (When all fell silent, judge declares none
-// dead: the leader is blind.) It reports whether planning may go on with
-// nodes as judged (held-back nodes are left suspect).
-func (s *Scheduler) declare(ctx context.Context, snap *snapshot, lease *store.Lease, nodes []skiff.Node) bool {
+// dying returns the nodes judged dead whose records do not say so yet.
+// It holds back (leaving them suspect in nodes) when more than half of the
+// agents fell silent together, for up to twice the grace period: that is
+// more likely a fault of the network or the bus than that many machines
+// dying at once. (When all fell silent, judge declares none dead: the
+// leader is blind.)
+func (s *Scheduler) dying(snap *snapshot, nodes []skiff.Node, now time.Time) []*skiff.Node {
 	var dying []*skiff.Node
 	agents := 0
 	for i := range nodes {
@@ -346,38 +345,38 @@ func (s *Scheduler) declare(ctx context.Context, snap *snapshot, lease *store.Le
 			dying = append(dying, n)
 		}
 	}
-	if len(dying) == 0 {
-		return true
+	if len(dying) == 0 || 2*len(dying) <= agents {
+		return dying
 	}
-	now := time.Now()
-	if 2*len(dying) > agents {
-		longest := time.Duration(0)
-		for _, n := range dying {
-			longest = max(longest, now.Sub(snap.heard[n.Name]))
-		}
-		if longest < 2*s.cfg.DeadAfter {
-			if now.Sub(snap.held) > s.cfg.DeadAfter {
-				s.log.Warn("nodes silent together: waiting before declaring them dead", "silent", len(dying), "agents", agents)
-				snap.held = now
-			}
-			for _, n := range dying {
-				n.State = skiff.NodeSuspect
-			}
-			return true
-		}
+	longest := time.Duration(0)
+	for _, n := range dying {
+		longest = max(longest, now.Sub(snap.heard[n.Name]))
 	}
-	if err := lease.Renew(ctx); err != nil {
-		s.log.Warn("not declaring nodes dead: the scheduler lease is lost", "err", err)
-		return false
+	if longest >= 2*s.cfg.DeadAfter {
+		return dying
 	}
+	if now.Sub(snap.held) > s.cfg.DeadAfter {
+		s.log.Warn("nodes silent together: waiting before declaring them dead", "silent", len(dying), "agents", agents)
+		snap.held = now
+	}
+	for _, n := range dying {
+		n.State = skiff.NodeSuspect
+	}
+	return nil
+}
+
+// declare writes the death of nodes into their records and deletes the
+// reports of their instances, so that routers stop sending them requests
+// at once. It reports false if a record could not be written (a heartbeat
+// came in meanwhile, or the bus failed): nothing must then be moved off
+// the node, and the next round judges again from fresh state.
+func (s *Scheduler) declare(ctx context.Context, snap *snapshot, dying []*skiff.Node, now time.Time) bool {
 	for _, n := range dying {
 		silent := now.Sub(snap.heard[n.Name]).Round(100 * time.Millisecond)
 		if rec, ok := snap.nodes[n.Name]; ok {
 			rec.State, rec.StateSince = skiff.NodeDead, now.UTC()
 			rev, err := s.st.Nodes.UpdateAt(ctx, n.Name, rec, snap.revs[skiff.BucketNodes+"/"+n.Name])
 			if err != nil {
-				// A heartbeat came in meanwhile, or the bus failed: the
-				// next round judges again from fresh state.
 				s.log.Warn("declare node dead", "node", n.Name, "err", err)
 				return false
 			}
@@ -410,20 +409,22 @@ func (s *Scheduler) declare(ctx context.Context, snap *snapshot, lease *store.Le
 }
 
 // round plans once and writes the plan, recording each successful write in
-// the snapshot so the next round does not repeat it. The lease is renewed
-// before anything is written: a leader that was paused past its lease
+// the snapshot so the next round does not repeat it. Before anything is
+// written, the lease is renewed: a leader that was paused past its lease
 // (the revision is the fencing token) writes nothing.
 func (s *Scheduler) round(ctx context.Context, snap *snapshot, lease *store.Lease) {
-	st := s.state(snap, time.Now().UTC())
-	if !s.declare(ctx, snap, lease, st.Nodes) {
-		return
-	}
+	now := time.Now()
+	st := s.state(snap, now)
+	dying := s.dying(snap, st.Nodes, now)
 	plan := Compute(st, newID)
-	if plan.Empty() {
+	if len(dying) == 0 && plan.Empty() {
 		return
 	}
 	if err := lease.Renew(ctx); err != nil {
-		s.log.Warn("not writing the plan: the scheduler lease is lost", "err", err)
+		s.log.Warn("writing nothing: the scheduler lease is not renewed", "err", err)
+		return
+	}
+	if !s.declare(ctx, snap, dying, now) {
 		return
 	}
 	for _, ch := range plan.Statuses {
