@@ -334,3 +334,32 @@ func TestReapLeftovers(t *testing.T) {
 		})
 	}
 }
+
+// TestRunOnce: an assignment run once (the release phase) is not
+// restarted; its instance reports exited with the exit code, until the
+// assignment is deleted.
+func TestRunOnce(t *testing.T) {
+	h := newHarness(t, Config{})
+	ctx := context.Background()
+	for id, code := range map[string]int{"ok": 0, "bad": 3} {
+		a := skiff.Assignment{ID: id, App: "app", Proc: skiff.ReleaseProcess, Index: 1, Release: 1, Node: "n1", Image: h.img,
+			Command: fmt.Sprintf("echo migrating; exit %d", code), Once: true}
+		if _, err := h.st.Assignments.Put(ctx, a.Key(), a); err != nil {
+			t.Fatal(err)
+		}
+		var inst skiff.Instance
+		eventually(t, 15*time.Second, func() bool { inst, _ = h.instance(id); return inst.State == skiff.StateExited })
+		if inst.ExitCode != code || inst.Restarts != 0 {
+			t.Fatalf("%s: %+v, want exit code %d and no restart", id, inst, code)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if again, _ := h.instance(id); again.State != skiff.StateExited || again.Restarts != 0 {
+			t.Fatalf("%s ran again: %+v", id, again)
+		}
+		h.st.Assignments.Delete(ctx, a.Key())
+		eventually(t, 10*time.Second, func() bool { _, ok := h.instance(id); return !ok })
+	}
+	if logs := h.logs("release.1"); strings.Count(logs, "app[release.1]: migrating") != 2 {
+		t.Fatalf("logs:\n%s", logs)
+	}
+}

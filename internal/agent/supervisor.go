@@ -170,17 +170,32 @@ func (ag *Agent) runOnce(ctx context.Context, in *instance, dir string) {
 	} else {
 		in.rec.State, in.rec.PID, in.rec.Port = skiff.StateUp, proc.PID(), port
 		ag.report(ctx, in)
-		select {
-		case <-proc.Done():
-		case <-in.kill:
-			in.fenced = true
-		case <-in.retire:
-			ag.stop(in, proc, false)
-		case <-ctx.Done():
-			ag.stop(in, proc, false)
+		// Measured as any instance is, for metering: a migration may run
+		// for long.
+		in.sampled, in.cpu = time.Now(), 0
+		measure := time.NewTicker(ag.cfg.UsageInterval)
+	wait:
+		for {
+			select {
+			case <-proc.Done():
+				break wait
+			case <-measure.C:
+				ag.sample(ctx, in, proc)
+			case <-in.kill:
+				in.fenced = true
+				break wait
+			case <-in.retire:
+				ag.stop(in, proc, false)
+				break wait
+			case <-ctx.Done():
+				ag.stop(in, proc, false)
+				break wait
+			}
 		}
+		measure.Stop()
 		_ = proc.Signal(syscall.SIGKILL) // whatever it left behind
 		<-proc.Done()
+		ag.sample(context.WithoutCancel(ctx), in, proc)
 		ag.ports.put(port)
 		ag.platformLog(a, "Process exited: %s", proc.ExitReason())
 		in.rec.State, in.rec.PID, in.rec.ExitCode, in.rec.ExitReason = skiff.StateExited, 0, proc.ExitCode(), proc.ExitReason()

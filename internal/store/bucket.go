@@ -45,6 +45,7 @@ const (
 	getTry    = 2 * time.Second
 	listTry   = 5 * time.Second
 	readLimit = 10 * time.Second
+	readPause = 100 * time.Millisecond // the least time between two tries
 )
 
 // read calls f with tries of at most readTry until it is answered.
@@ -58,10 +59,18 @@ func read[V any](ctx context.Context, readTry time.Duration, f func(context.Cont
 		if deadline.Before(try) {
 			try = deadline
 		}
+		began := time.Now()
 		tctx, cancel := context.WithDeadline(ctx, try)
 		v, err := f(tctx)
 		cancel()
 		if err == nil || ctx.Err() != nil || !time.Now().Before(deadline) || !unanswered(err) {
+			return v, err
+		}
+		// A refusal comes at once (no responders): pause before the next
+		// try rather than spin.
+		select {
+		case <-time.After(time.Until(began.Add(readPause))):
+		case <-ctx.Done():
 			return v, err
 		}
 	}
