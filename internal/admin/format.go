@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"runtime/debug"
@@ -235,38 +236,52 @@ func sealValue(s sealer, v []byte) ([]byte, error) {
 	return json.Marshal(sealed)
 }
 
-// fieldOpener opens the sealed field from of a JSON object (base64, as
-// encoding/json writes bytes) into the field to: the plain value as it is
-// when it is JSON itself (config vars), else as a JSON string. The other
-// fields are kept as they are, even those this version does not know.
-func fieldOpener(from, to string, plainIsJSON bool) func(sealer, []byte) ([]byte, error) {
-	return func(s sealer, v []byte) ([]byte, error) {
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(v, &obj); err != nil {
-			return nil, err
-		}
-		raw, ok := obj[from]
-		delete(obj, from)
-		if !ok || string(raw) == "null" || string(raw) == `""` {
-			return json.Marshal(obj)
-		}
-		var sealed []byte
-		if err := json.Unmarshal(raw, &sealed); err != nil {
-			return nil, fmt.Errorf("field %s: %w", from, err)
-		}
-		plain, err := s.Unseal(sealed)
+// moveField rewrites a JSON object's field from into the field to, by
+// change (which returns nil to leave the field out). The other fields
+// are kept as they are, even those this version does not know.
+func moveField(v []byte, from, to string, change func(raw json.RawMessage) (json.RawMessage, error)) ([]byte, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(v, &obj); err != nil {
+		return nil, err
+	}
+	raw, ok := obj[from]
+	delete(obj, from)
+	if ok {
+		out, err := change(raw)
 		if err != nil {
 			return nil, fmt.Errorf("field %s: %w", from, err)
 		}
-		if plainIsJSON {
-			if !json.Valid(plain) {
-				return nil, fmt.Errorf("field %s does not hold JSON", from)
-			}
-			obj[to] = plain
-		} else if obj[to], err = json.Marshal(string(plain)); err != nil {
-			return nil, err
+		if out != nil {
+			obj[to] = out
 		}
-		return json.Marshal(obj)
+	}
+	return json.Marshal(obj)
+}
+
+// fieldOpener opens the sealed field from of a JSON object (base64, as
+// encoding/json writes bytes) into the field to: the plain value as it is
+// when it is JSON itself (config vars), else as a JSON string.
+func fieldOpener(from, to string, plainIsJSON bool) func(sealer, []byte) ([]byte, error) {
+	return func(s sealer, v []byte) ([]byte, error) {
+		return moveField(v, from, to, func(raw json.RawMessage) (json.RawMessage, error) {
+			if string(raw) == "null" || string(raw) == `""` {
+				return nil, nil
+			}
+			var sealed []byte
+			if err := json.Unmarshal(raw, &sealed); err != nil {
+				return nil, err
+			}
+			plain, err := s.Unseal(sealed)
+			switch {
+			case err != nil:
+				return nil, err
+			case !plainIsJSON:
+				return json.Marshal(string(plain))
+			case !json.Valid(plain):
+				return nil, errors.New("it does not hold JSON")
+			}
+			return plain, nil
+		})
 	}
 }
 
@@ -274,40 +289,27 @@ func fieldOpener(from, to string, plainIsJSON bool) func(sealer, []byte) ([]byte
 // checked to be a map of strings, as the platform reads them.
 func fieldSealer(from, to string, plainIsJSON bool) func(sealer, []byte) ([]byte, error) {
 	return func(s sealer, v []byte) ([]byte, error) {
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(v, &obj); err != nil {
-			return nil, err
-		}
-		raw, ok := obj[from]
-		delete(obj, from)
-		if !ok {
-			return json.Marshal(obj)
-		}
-		var plain []byte
-		if plainIsJSON {
-			var vars map[string]string
-			if err := json.Unmarshal(raw, &vars); err != nil {
-				return nil, fmt.Errorf("field %s: %w", from, err)
+		return moveField(v, from, to, func(raw json.RawMessage) (json.RawMessage, error) {
+			var plain []byte
+			if plainIsJSON {
+				var vars map[string]string
+				if err := json.Unmarshal(raw, &vars); err != nil {
+					return nil, err
+				}
+				plain, _ = json.Marshal(vars)
+			} else {
+				var str string
+				if err := json.Unmarshal(raw, &str); err != nil {
+					return nil, err
+				}
+				plain = []byte(str)
 			}
-			var err error
-			if plain, err = json.Marshal(vars); err != nil {
+			sealed, err := s.Seal(plain)
+			if err != nil {
 				return nil, err
 			}
-		} else {
-			var str string
-			if err := json.Unmarshal(raw, &str); err != nil {
-				return nil, fmt.Errorf("field %s: %w", from, err)
-			}
-			plain = []byte(str)
-		}
-		sealed, err := s.Seal(plain)
-		if err != nil {
-			return nil, err
-		}
-		if obj[to], err = json.Marshal(sealed); err != nil {
-			return nil, err
-		}
-		return json.Marshal(obj)
+			return json.Marshal(sealed)
+		})
 	}
 }
 
