@@ -90,9 +90,13 @@ next start every app comes back as it was.`,
 	f.StringVar(&cfg.Cgroup, "cgroup", "", "cgroup version of the isolated driver and builds: v1 or v2 (default: the host's)")
 	f.Int64Var(&cfg.InstanceMemory, "instance-memory", 512<<20, "memory limit of an app instance, in bytes")
 	f.Int64Var(&cfg.BuildMemory, "build-memory", 2<<30, "memory limit of each command of a build, in bytes (isolated builds)")
+	f.StringVar(&cfg.PostgresURL, "postgres-url", "", "admin URL of an existing PostgreSQL server for shared-plan databases, e.g. postgres://admin:PASSWORD@db.internal:5432/postgres (default: the platform runs its own)")
+	f.StringVar(&cfg.AddonsDir, "addons-dir", "", "where the addons role keeps backups while it captures, checks and restores them (default: DATA/addons)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.DurationVar(&cfg.CronMinute, "cron-minute", time.Minute, "how long a minute of scheduled jobs' schedules lasts (for tests)")
 	_ = f.MarkHidden("cron-minute")
+	f.DurationVar(&cfg.AddonsTick, "addons-tick", 15*time.Second, "how often the addons leader looks for due backups (for tests)")
+	_ = f.MarkHidden("addons-tick")
 	cmd.AddCommand(joinTokenCommand())
 	return cmd
 }

@@ -187,6 +187,23 @@ func (a *API) Handler() http.Handler {
 	auth("DELETE /v1/apps/{app}/certs/{hostname}", a.removeCert)
 	auth("GET /v1/apps/{app}/placement", a.getPlacement)
 	auth("PUT /v1/apps/{app}/placement", a.setPlacement)
+	auth("GET /v1/apps/{app}/addons", a.listAddons)
+	auth("POST /v1/apps/{app}/addons", a.createAddon)
+	auth("GET /v1/apps/{app}/addons/{addon}", a.getAddon)
+	auth("DELETE /v1/apps/{app}/addons/{addon}", a.destroyAddon)
+	auth("POST /v1/apps/{app}/addons/{addon}/credentials/rotate", a.rotateCredentials)
+	auth("PUT /v1/apps/{app}/addons/{addon}/backup-schedule", a.setBackupSchedule)
+	auth("DELETE /v1/apps/{app}/addons/{addon}/backup-schedule", a.unsetBackupSchedule)
+	auth("GET /v1/apps/{app}/addons/{addon}/tunnel", a.tunnel)
+	auth("GET /v1/apps/{app}/backups", a.listBackups)
+	auth("POST /v1/apps/{app}/backups", a.captureBackup)
+	auth("GET /v1/apps/{app}/backups/{id}", a.getBackup)
+	auth("GET /v1/apps/{app}/backups/{id}/download", a.downloadBackup)
+	auth("POST /v1/apps/{app}/backups/{id}/restore", a.restoreBackup)
+	auth("POST /v1/apps/{app}/backups/{id}/verify", a.verifyBackup)
+	auth("GET /v1/backups", mayPullBackups(a.allBackups))
+	auth("GET /v1/backups/{app}/{id}/download", mayPullBackups(a.pullBackup))
+	auth("POST /v1/tokens", admin(a.createToken))
 	auth("GET /v1/nodes", admin(a.listNodes))
 	auth("PUT /v1/nodes/{node}/drain", admin(a.drainNode(true)))
 	auth("DELETE /v1/nodes/{node}/drain", admin(a.drainNode(false)))
@@ -209,7 +226,7 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) whoami(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
-	writeJSON(w, http.StatusOK, skiff.WhoAmI{User: tok.User, Admin: tok.Admin})
+	writeJSON(w, http.StatusOK, skiff.WhoAmI{User: tok.User, Admin: tok.Admin, Scope: tok.Scope})
 }
 
 var (

@@ -61,8 +61,60 @@ func (a *API) authenticated(h func(http.ResponseWriter, *http.Request, skiff.Tok
 			writeError(w, err)
 			return
 		}
+		if tok.Scope != "" && !scopeRoutes[tok.Scope][r.Pattern] {
+			writeError(w, skiff.Errorf(skiff.KindForbidden,
+				"a "+skiff.ScopeBackupsRead+" token lists and downloads backups (skiff backups pull); log in with a user's token for the rest",
+				"this token may only pull backups"))
+			return
+		}
 		h(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)), tok)
 	}
+}
+
+// scopeRoutes are the only routes (by their pattern in Handler) a token
+// limited to a scope may call.
+var scopeRoutes = map[string]map[string]bool{
+	skiff.ScopeBackupsRead: {
+		"GET /v1/whoami":                      true,
+		"GET /v1/backups":                     true,
+		"GET /v1/backups/{app}/{id}/download": true,
+	},
+}
+
+// mayPullBackups wraps a handler of every app's backups: admins and
+// backups:read tokens may call it.
+func mayPullBackups(h func(http.ResponseWriter, *http.Request, skiff.Token)) func(http.ResponseWriter, *http.Request, skiff.Token) {
+	return func(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
+		if !tok.Admin && tok.Scope != skiff.ScopeBackupsRead {
+			writeError(w, skiff.Errorf(skiff.KindForbidden, "an admin can make a read-only token for this: skiff backups token",
+				"only admins and %s tokens may pull every app's backups", skiff.ScopeBackupsRead))
+			return
+		}
+		h(w, r, tok)
+	}
+}
+
+// createToken makes a token limited to a scope (admins only), shown once.
+// It carries the admin's name, for the record, but not the admin's rights.
+func (a *API) createToken(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
+	var req skiff.TokenRequest
+	if err := readJSON(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if _, ok := scopeRoutes[req.Scope]; !ok {
+		writeError(w, skiff.Errorf(skiff.KindInvalid, "the only scope is "+skiff.ScopeBackupsRead+"; skiff users create NAME makes a user's token",
+			"unknown token scope %q", req.Scope))
+		return
+	}
+	token := secret.Token(24)
+	rec := skiff.Token{User: tok.User, Scope: req.Scope, CreatedAt: time.Now().UTC()}
+	if _, err := a.st.Tokens.Create(r.Context(), hashToken(token), rec); err != nil {
+		writeError(w, err)
+		return
+	}
+	a.log.Info("token created", "user", tok.User, "scope", req.Scope)
+	writeJSON(w, http.StatusCreated, skiff.ScopedToken{User: rec.User, Scope: rec.Scope, Token: token})
 }
 
 // BootstrapAdmin makes sure an admin token exists: the one in the file at

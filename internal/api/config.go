@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"sort"
@@ -100,7 +99,7 @@ func (a *API) patchConfig(w http.ResponseWriter, r *http.Request, tok skiff.Toke
 	if changed {
 		a.st.Emit(skiff.Event{App: app.Name, Type: skiff.EventConfigChanged, Actor: tok.User, Message: desc + " by " + tok.User})
 	}
-	rel, made, err := a.releaseConfig(r.Context(), app, vars, version, desc, tok.User, !changed)
+	rel, made, err := a.st.ReleaseConfig(r.Context(), app, vars, version, desc, tok.User, !changed)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -123,26 +122,4 @@ func describeConfigChange(set, unset []string) string {
 		return parts[0] + "; " + parts[1]
 	}
 	return parts[0]
-}
-
-// releaseConfig makes a release of the app's base release with new config.
-// It makes none (and reports so) when the app has nothing deployed, or,
-// if onlyIfBehind, when the base release has that config version already.
-func (a *API) releaseConfig(ctx context.Context, app skiff.App, vars map[string]string, version int, desc, actor string, onlyIfBehind bool) (skiff.Release, bool, error) {
-	rels, err := a.st.ListReleases(ctx, app.Name)
-	if err != nil {
-		return skiff.Release{}, false, err
-	}
-	base, ok := store.BaseRelease(rels, app.Current)
-	if !ok || (onlyIfBehind && base.ConfigVersion >= version) {
-		return skiff.Release{}, false, nil
-	}
-	sealed, err := a.st.SealConfig(vars)
-	if err != nil {
-		return skiff.Release{}, false, err
-	}
-	next := base.Derive(desc, actor)
-	next.ConfigVersion, next.ConfigSealed = version, sealed
-	rel, err := a.st.CreateRelease(ctx, next)
-	return rel, err == nil, err
 }

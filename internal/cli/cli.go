@@ -99,13 +99,17 @@ Log in once with the token the server printed, then deploy:
 	root.CompletionOptions.HiddenDefaultCmd = true
 
 	e := &env{g: g}
-	root.AddGroup(&cobra.Group{ID: "apps", Title: "Apps:"}, &cobra.Group{ID: "run", Title: "Running apps:"})
+	root.AddGroup(&cobra.Group{ID: "apps", Title: "Apps:"}, &cobra.Group{ID: "run", Title: "Running apps:"}, &cobra.Group{ID: "addons", Title: "Add-ons:"})
 	for _, c := range []*cobra.Command{appsCommand(e), deployCommand(e), configCommand(e), domainsCommand(e), certsCommand(e), healthCheckCommand(e), routerCommand(e), placementCommand(e)} {
 		c.GroupID = "apps"
 		root.AddCommand(c)
 	}
 	for _, c := range []*cobra.Command{psCommand(e), scaleCommand(e), restartCommand(e), runCommand(e), cronCommand(e), maintenanceCommand(e), logsCommand(e), releasesCommand(e), rollbackCommand(e)} {
 		c.GroupID = "run"
+		root.AddCommand(c)
+	}
+	for _, c := range []*cobra.Command{addonsCommand(e), pgCommand(e), redisCommand(e), backupsCommand(e)} {
+		c.GroupID = "addons"
 		root.AddCommand(c)
 	}
 	root.AddCommand(loginCommand(e), logoutCommand(e), versionCommand(e), keysCommand(e), gitCommand(e), usersCommand(e), gitHookCommand(e), nodesCommand(e))

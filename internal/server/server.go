@@ -26,6 +26,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiff-paas/skiff/internal/addons"
+	"github.com/skiff-paas/skiff/internal/addons/backup"
+	"github.com/skiff-paas/skiff/internal/addons/service"
 	"github.com/skiff-paas/skiff/internal/agent"
 	"github.com/skiff-paas/skiff/internal/api"
 	"github.com/skiff-paas/skiff/internal/archive"
@@ -100,6 +103,16 @@ type Config struct {
 	// BuildMemory is the memory limit of each command of an isolated
 	// build (2 GiB when 0).
 	BuildMemory int64
+	// PostgresURL, when set, is the admin URL of an existing PostgreSQL
+	// server for the shared plan's databases; otherwise the platform runs
+	// its own shared server on an agent node.
+	PostgresURL string
+	// AddonsDir holds backups while the addons role captures, checks and
+	// restores them (default DataDir/addons).
+	AddonsDir string
+	// AddonsTick is how often the addons leader looks for due work (15 s;
+	// a hidden flag shortens it for tests).
+	AddonsTick time.Duration
 	// CronMinute is how long a minute of scheduled jobs' schedules lasts:
 	// a minute, unless a test shortens it (a hidden flag).
 	CronMinute time.Duration
@@ -136,7 +149,7 @@ func agentDriver(name, cgroup string) (agent.Driver, error) {
 }
 
 // AllRoles are the roles `skiff server` runs by default.
-var AllRoles = []string{skiff.RoleBus, skiff.RoleAPI, skiff.RoleSSH, skiff.RoleBuilder, skiff.RoleScheduler, skiff.RoleAgent, skiff.RoleRouter}
+var AllRoles = []string{skiff.RoleBus, skiff.RoleAPI, skiff.RoleSSH, skiff.RoleBuilder, skiff.RoleScheduler, skiff.RoleAgent, skiff.RoleRouter, skiff.RoleAddons}
 
 // role is what the server needs of every role.
 type role interface {
@@ -198,8 +211,9 @@ func (c *Config) setDefaults() error {
 
 // privateDataDir makes the data directory traversable but not listable,
 // so that builds, which run as their app's user, reach their own build and
-// cache directories, and keeps everything else in it private to the
-// server's user.
+// cache directories, and the add-ons' servers, which run as their own
+// user, their volumes and scratch directories; and keeps everything else
+// in it private to the server's user.
 func privateDataDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return err
@@ -212,7 +226,11 @@ func privateDataDir(dir string) error {
 		return err
 	}
 	for _, e := range entries {
-		if !e.IsDir() || e.Name() == "builds" || e.Name() == "buildcache" {
+		switch e.Name() {
+		case "builds", "buildcache", "volumes", "addons":
+			continue
+		}
+		if !e.IsDir() {
 			continue
 		}
 		if err := os.Chmod(filepath.Join(dir, e.Name()), 0o700); err != nil {
@@ -393,6 +411,25 @@ func newRoles(ctx context.Context, cfg Config, st *store.Store) (_ map[string]ro
 		}
 		log.Info("agent driver", "driver", a.DriverName())
 		roles[skiff.RoleAgent] = a
+		// The agent's node runs the add-ons' database servers placed on it.
+		h, err := service.New(service.Config{Node: cfg.NodeName, Addr: cfg.AgentAddr, Dir: filepath.Join(cfg.DataDir, "volumes"),
+			Logger: log.With("role", "services")}, st)
+		if err != nil {
+			return nil, err
+		}
+		roles["services"] = h
+	}
+	if has(skiff.RoleAddons) {
+		dir := cfg.AddonsDir
+		if dir == "" {
+			dir = filepath.Join(cfg.DataDir, "addons")
+		}
+		m, err := addons.New(addons.Config{Node: cfg.NodeName, WorkDir: dir, PostgresURL: cfg.PostgresURL,
+			Tools: backup.Tools{TempDir: dir}, Tick: cfg.AddonsTick, Logger: log}, st)
+		if err != nil {
+			return nil, err
+		}
+		roles[skiff.RoleAddons] = m
 	}
 	if has(skiff.RoleBuilder) {
 		isolated := driverName(cfg.Driver) == "isolated"

@@ -16,6 +16,8 @@ type APIError struct {
 type WhoAmI struct {
 	User  string `json:"user"`
 	Admin bool   `json:"admin"`
+	// Scope is the token's limit, if it has one (ScopeBackupsRead).
+	Scope string `json:"scope,omitempty"`
 }
 
 // CreateAppRequest is the body of POST /v1/apps.
@@ -156,17 +158,22 @@ type DomainRequest struct {
 	Hostname string `json:"hostname"`
 }
 
-// StreamMessage is one line of a streamed response (deploys and
-// POST /v1/apps/{app}/deploys): output lines, then one result or error.
+// StreamMessage is one line of a streamed response (deploys, and the
+// jobs of add-ons and backups): output lines, then one result or error.
 type StreamMessage struct {
 	Type    string        `json:"type"` // "line", "result" or "error"
 	Line    string        `json:"line,omitempty"`
 	Release int           `json:"release,omitempty"`
 	Status  ReleaseStatus `json:"status,omitempty"`
 	URL     string        `json:"url,omitempty"`
-	Error   string        `json:"error,omitempty"`
-	Code    Kind          `json:"code,omitempty"`
-	Hint    string        `json:"hint,omitempty"`
+	// Addon and Backup are what an add-on job's result is about: the
+	// add-on (as the API shows it, never its password) and the backup
+	// taken, restored or verified.
+	Addon  *AddonView `json:"addon,omitempty"`
+	Backup *Backup    `json:"backup,omitempty"`
+	Error  string     `json:"error,omitempty"`
+	Code   Kind       `json:"code,omitempty"`
+	Hint   string     `json:"hint,omitempty"`
 }
 
 // LogLine is one line of GET /v1/apps/{app}/logs.

@@ -265,9 +265,15 @@ func ValidateUserName(name string) error {
 
 var userNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,39}$`)
 
+// ScopeBackupsRead is the scope of a read-only token for pulling backups.
+const ScopeBackupsRead = "backups:read"
+
 // Token is a stored API token, keyed by the SHA-256 of its secret.
 type Token struct {
-	User      string    `json:"user"`
-	Admin     bool      `json:"admin"`
+	User  string `json:"user"`
+	Admin bool   `json:"admin"`
+	// Scope limits what the token may do: ScopeBackupsRead allows only
+	// listing and downloading backups (of every app). Empty is no limit.
+	Scope     string    `json:"scope,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }

@@ -41,6 +41,15 @@ const (
 	EventNodeDead          = "node.dead"
 	EventNodeDrain         = "node.drain"
 	EventInstanceMoved     = "instance.moved"
+	EventAddonCreated      = "addon.created"
+	EventAddonDestroyed    = "addon.destroyed"
+	EventAddonRotated      = "addon.credentials_rotated"
+	EventAddonFailover     = "addon.failover"
+	EventBackupCaptured    = "backup.captured"
+	EventBackupFailed      = "backup.failed"
+	EventBackupRestored    = "backup.restored"
+	EventBackupVerified    = "backup.verified"
+	EventBackupVerifyFail  = "backup.verify_failed"
 )
 
 // BuildRequest asks a builder to turn an uploaded source archive into an

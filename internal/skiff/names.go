@@ -16,15 +16,20 @@ const (
 	BucketKeys        = "keys"
 	BucketUIDs        = "uids" // user IDs given to apps, so that no two share one
 	BucketLocks       = "locks"
-	BucketCerts       = "certs" // TLS certificates by hostname (DomainKey)
-	BucketACME        = "acme"  // the ACME client's account and certificates, sealed
-	BucketCron        = "cron"  // claims of scheduled jobs' slots, and their last runs (CronRun)
+	BucketCerts       = "certs"          // TLS certificates by hostname (DomainKey)
+	BucketACME        = "acme"           // the ACME client's account and certificates, sealed
+	BucketCron        = "cron"           // claims of scheduled jobs' slots, and their last runs (CronRun)
+	BucketAddons      = "addons"         // add-ons by AddonKey
+	BucketServices    = "services"       // database servers wanted on nodes, by ServiceKey
+	BucketServiceStat = "service_status" // service hosts' reports, by service name
+	BucketBackups     = "backups"        // backup records by BackupKey
 )
 
 // Object stores.
 const (
 	ObjectSources = "sources" // uploaded source archives, "<app>/<build id>.tar.gz"
 	ObjectSlugs   = "slugs"   // built images, "<app>/<digest>"
+	ObjectBackups = "backups" // add-on backups by BackupKey
 )
 
 // Streams.

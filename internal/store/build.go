@@ -19,30 +19,49 @@ import (
 // set.
 func (s *Store) Build(ctx context.Context, req skiff.BuildRequest, onLine func(string)) (skiff.BuildResult, error) {
 	var res skiff.BuildResult
-	sub, err := s.NC.SubscribeSync("skiff.build." + req.ID + ".*")
+	err := s.job(ctx, skiff.SubjectBuild, "skiff.build."+req.ID, req, onLine, &res,
+		skiff.Errorf(skiff.KindUnavailable, "start skiff server with the builder role", "no builder is running to take the build"))
+	return res, err
+}
+
+// AddonJob hands req to a node of the addons role and waits for its
+// result, calling onLine with each line of progress. An error means the
+// job could not be run or followed; a job that ran and failed is a result
+// with Error set.
+func (s *Store) AddonJob(ctx context.Context, req skiff.AddonRequest, onLine func(string)) (skiff.AddonResult, error) {
+	var res skiff.AddonResult
+	err := s.job(ctx, skiff.SubjectAddons, "skiff.addons."+req.ID, req, onLine, &res,
+		skiff.Errorf(skiff.KindUnavailable, "start skiff server with the addons role", "no node of the addons role is running to take the job"))
+	return res, err
+}
+
+// job sends req on subject to a worker in its queue group, then follows
+// the job's subjects, prefix.out (lines) and prefix.done (the result,
+// decoded into res). none is the error when no worker answers.
+func (s *Store) job(ctx context.Context, subject, prefix string, req any, onLine func(string), res any, none error) error {
+	sub, err := s.NC.SubscribeSync(prefix + ".*")
 	if err != nil {
-		return res, fmt.Errorf("follow build: %w", err)
+		return fmt.Errorf("follow %s: %w", prefix, err)
 	}
 	defer sub.Unsubscribe()
 	_ = sub.SetPendingLimits(-1, 64<<20)
 	data, err := json.Marshal(req)
 	if err != nil {
-		return res, err
+		return err
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err = s.NC.RequestWithContext(rctx, skiff.SubjectBuild, data)
+	_, err = s.NC.RequestWithContext(rctx, subject, data)
 	cancel()
 	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) {
-		return res, skiff.Errorf(skiff.KindUnavailable, "start skiff server with the builder role",
-			"no builder is running to take the build")
+		return none
 	}
 	if err != nil {
-		return res, fmt.Errorf("request build: %w", err)
+		return fmt.Errorf("request %s: %w", prefix, err)
 	}
 	for {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			return res, fmt.Errorf("follow build %s: %w", req.ID, err)
+			return fmt.Errorf("follow %s: %w", prefix, err)
 		}
 		if strings.HasSuffix(m.Subject, ".out") {
 			if onLine != nil {
@@ -50,9 +69,9 @@ func (s *Store) Build(ctx context.Context, req skiff.BuildRequest, onLine func(s
 			}
 			continue
 		}
-		if err := json.Unmarshal(m.Data, &res); err != nil {
-			return res, fmt.Errorf("decode build result: %w", err)
+		if err := json.Unmarshal(m.Data, res); err != nil {
+			return fmt.Errorf("decode result of %s: %w", prefix, err)
 		}
-		return res, nil
+		return nil
 	}
 }

@@ -108,3 +108,25 @@ func (s *Store) WaitRelease(ctx context.Context, app string, version int, progre
 	}
 	return last, ctx.Err()
 }
+
+// ReleaseConfig makes a release of the app's base release with new config.
+// It makes none (and reports so) when the app has nothing deployed, or,
+// if onlyIfBehind, when the base release has that config version already.
+func (s *Store) ReleaseConfig(ctx context.Context, app skiff.App, vars map[string]string, version int, desc, actor string, onlyIfBehind bool) (skiff.Release, bool, error) {
+	rels, err := s.ListReleases(ctx, app.Name)
+	if err != nil {
+		return skiff.Release{}, false, err
+	}
+	base, ok := BaseRelease(rels, app.Current)
+	if !ok || (onlyIfBehind && base.ConfigVersion >= version) {
+		return skiff.Release{}, false, nil
+	}
+	sealed, err := s.SealConfig(vars)
+	if err != nil {
+		return skiff.Release{}, false, err
+	}
+	next := base.Derive(desc, actor)
+	next.ConfigVersion, next.ConfigSealed = version, sealed
+	rel, err := s.CreateRelease(ctx, next)
+	return rel, err == nil, err
+}

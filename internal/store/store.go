@@ -96,10 +96,16 @@ type Store struct {
 	Certs       *Bucket[skiff.Cert]
 	ACME        *Bucket[[]byte] // sealed
 	Cron        *Bucket[skiff.CronRun]
+	Addons      *Bucket[skiff.Addon]
+	Services    *Bucket[skiff.Service]
+	ServiceStat *Bucket[skiff.ServiceStatus]
+	Backups     *Bucket[skiff.Backup]
 	locks       jetstream.KeyValue
 
 	Sources jetstream.ObjectStore
 	Slugs   jetstream.ObjectStore
+	// BackupFiles holds the add-ons' backups.
+	BackupFiles jetstream.ObjectStore
 }
 
 // Open connects the state layout to nc, creating what is missing. box seals
@@ -167,6 +173,10 @@ func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*St
 	// Claims of cron slots expire by their own TTL (cron.go); the jobs'
 	// last runs stay.
 	s.Cron = bucket[skiff.CronRun](open(skiff.BucketCron, jetstream.KeyValueConfig{LimitMarkerTTL: time.Minute}), s.log)
+	s.Addons = bucket[skiff.Addon](open(skiff.BucketAddons, jetstream.KeyValueConfig{}), s.log)
+	s.Services = bucket[skiff.Service](open(skiff.BucketServices, jetstream.KeyValueConfig{}), s.log)
+	s.ServiceStat = bucket[skiff.ServiceStatus](open(skiff.BucketServiceStat, jetstream.KeyValueConfig{}), s.log)
+	s.Backups = bucket[skiff.Backup](open(skiff.BucketBackups, jetstream.KeyValueConfig{}), s.log)
 	s.locks = open(skiff.BucketLocks, jetstream.KeyValueConfig{TTL: opt.LockTTL, LimitMarkerTTL: opt.LockTTL})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -198,6 +208,9 @@ func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*St
 		return nil, err
 	}
 	if s.Slugs, err = objects(skiff.ObjectSlugs); err != nil {
+		return nil, err
+	}
+	if s.BackupFiles, err = objects(skiff.ObjectBackups); err != nil {
 		return nil, err
 	}
 
