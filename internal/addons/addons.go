@@ -62,6 +62,9 @@ type Config struct {
 	// Tick is how often the leader looks for work (default 15 s); tests
 	// shorten it.
 	Tick time.Duration
+	// UsageEvery is how often each add-on's usage is measured (default a
+	// minute).
+	UsageEvery time.Duration
 	// Concurrency bounds the jobs this node runs at once (default 4).
 	Concurrency int
 	Logger      *slog.Logger
@@ -89,6 +92,9 @@ func New(cfg Config, st *store.Store) (*Manager, error) {
 	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = 15 * time.Second
+	}
+	if cfg.UsageEvery <= 0 {
+		cfg.UsageEvery = time.Minute
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 4
@@ -283,6 +289,11 @@ func (m *Manager) setAddon(ctx context.Context, a *skiff.Addon, change func(*ski
 // randomID is n (at most 26) random lower-case letters and digits.
 func randomID(n int) string { return strings.ToLower(rand.Text()[:n]) }
 
-// password is a new random password: 128 bits, letters and digits, safe
-// in URLs and SQL literals as it is.
-func password() string { return rand.Text() + rand.Text()[:6] }
+// password is a new random password, and the same sealed for the bus:
+// 128 bits and more, letters and digits, safe in URLs and SQL literals as
+// it is.
+func (m *Manager) password() (string, []byte, error) {
+	pw := rand.Text() + rand.Text()[:6]
+	sealed, err := m.st.Seal([]byte(pw))
+	return pw, sealed, err
+}

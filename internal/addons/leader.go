@@ -22,7 +22,7 @@ func UsageSubject(app, addon string) string { return "usage." + app + ".addon." 
 
 // lead does what is due while this node holds the addons lease: every
 // tick, scheduled backups (each verified once taken), retention, usage
-// measures once a minute, the promotion of Redis replicas whose
+// measures (once a minute), the promotion of Redis replicas whose
 // primary's node died, and creations left half done.
 func (m *Manager) lead(ctx context.Context, lease *store.Lease) error {
 	// The lease is renewed on its own clock: the work of a tick may take
@@ -85,7 +85,7 @@ func (m *Manager) lead(ctx context.Context, lease *store.Lease) error {
 			}
 		}
 		m.retain(ctx)
-		if now.Sub(measured) >= time.Minute {
+		if now.Sub(measured) >= m.cfg.UsageEvery {
 			measured = now
 			for _, a := range addons {
 				if a.State == skiff.AddonReady {
@@ -99,6 +99,12 @@ func (m *Manager) lead(ctx context.Context, lease *store.Lease) error {
 		case <-t.C:
 		}
 	}
+}
+
+// ownJob is a job the role gives itself: its progress goes to the log.
+func (m *Manager) ownJob(a skiff.Addon, op string) *job {
+	return &job{AddonRequest: skiff.AddonRequest{App: a.App, Addon: a.Name, Op: op}, m: m,
+		log: m.log.With("app", a.App, "addon", a.Name, "op", op)}
 }
 
 // scheduledDue reports whether an add-on's daily backup is due: its time
@@ -126,8 +132,7 @@ func scheduledDue(a skiff.Addon, backups []skiff.Backup, now time.Time) bool {
 
 // scheduled takes an add-on's daily backup and verifies it.
 func (m *Manager) scheduled(ctx context.Context, a skiff.Addon) {
-	j := &job{AddonRequest: skiff.AddonRequest{App: a.App, Addon: a.Name, Op: "scheduled backup"}, m: m,
-		log: m.log.With("app", a.App, "addon", a.Name, "op", "scheduled backup")}
+	j := m.ownJob(a, "scheduled backup")
 	hctx, release, err := m.hold(ctx, a.App, a.Name)
 	if err != nil {
 		j.log.Info("scheduled backup put off", "err", err)
@@ -238,8 +243,7 @@ func (m *Manager) failover(ctx context.Context, a skiff.Addon) {
 	if a.Replica == "" {
 		return // nothing to promote: the add-on waits for its node
 	}
-	j := &job{AddonRequest: skiff.AddonRequest{App: a.App, Addon: a.Name, Op: "failover"}, m: m,
-		log: m.log.With("app", a.App, "addon", a.Name, "op", "failover")}
+	j := m.ownJob(a, "failover")
 	hctx, release, err := m.hold(ctx, a.App, a.Name)
 	if err != nil {
 		return
@@ -307,8 +311,7 @@ func (m *Manager) replace(ctx context.Context, a skiff.Addon, primary skiff.Serv
 	if _, err := m.placeService(ctx, primary.Node); err != nil {
 		return
 	}
-	j := &job{AddonRequest: skiff.AddonRequest{App: a.App, Addon: a.Name, Op: "new replica"}, m: m,
-		log: m.log.With("app", a.App, "addon", a.Name, "op", "new replica")}
+	j := m.ownJob(a, "new replica")
 	hctx, release, err := m.hold(ctx, a.App, a.Name)
 	if err != nil {
 		return

@@ -130,8 +130,7 @@ func (m *Manager) create(ctx context.Context, j *job) (*skiff.Addon, error) {
 	}
 	defer release()
 
-	pw := password()
-	sealed, err := m.st.Seal([]byte(pw))
+	pw, sealed, err := m.password()
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +234,7 @@ func (m *Manager) newServer(ctx context.Context, j *job, a skiff.Addon, primary,
 			return skiff.Service{}, skiff.ServiceStatus{}, err
 		}
 		sealed = p.Password // a replica authenticates to its primary with the primary's password
-	} else if sealed, err = m.st.Seal([]byte(password())); err != nil {
+	} else if _, sealed, err = m.password(); err != nil {
 		return skiff.Service{}, skiff.ServiceStatus{}, err
 	}
 	svc := skiff.Service{
@@ -340,7 +339,7 @@ func (m *Manager) destroy(ctx context.Context, j *job) (*skiff.Addon, error) {
 		return nil, err
 	}
 	defer release()
-	if a.State == skiff.AddonReady {
+	if a.State == skiff.AddonReady && j.Kind != skiff.AddonWithApp {
 		j.say("Taking a backup of %s first", a.Name)
 		if _, err := m.captureHeld(ctx, j, a, skiff.BackupDestroy); err != nil {
 			return nil, skiff.Errorf(skiff.KindFailed, "fix what stops the backup and destroy it again; the add-on is as it was",
@@ -421,8 +420,7 @@ func (m *Manager) rotate(ctx context.Context, j *job) (*skiff.Addon, error) {
 		return nil, err
 	}
 	defer release()
-	pw := password()
-	sealed, err := m.st.Seal([]byte(pw))
+	pw, sealed, err := m.password()
 	if err != nil {
 		return nil, err
 	}

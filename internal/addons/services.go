@@ -132,7 +132,7 @@ func (m *Manager) sharedPostgres(ctx context.Context, j *job) (admin, addr strin
 		if perr != nil {
 			return "", "", perr
 		}
-		sealed, serr := m.st.Seal([]byte(password()))
+		_, sealed, serr := m.password()
 		if serr != nil {
 			return "", "", serr
 		}

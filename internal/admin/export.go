@@ -107,6 +107,14 @@ func Take(ctx context.Context, st *store.Store) (*Snapshot, error) {
 				r.Label(), r.App, r.Image.Object))
 		}
 	}
+	addons, err := s.st.Addons.Values(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range addons {
+		m.Warnings = append(m.Warnings, fmt.Sprintf("add-on %s of %s (%s) stays on its server at %s: %s keeps naming it; "+
+			"docs/admin.md says how to move it", a.Name, a.App, a.Type, a.Addr, a.ConfigVar))
+	}
 	sort.Strings(m.Warnings)
 
 	if err := s.leftBehind(ctx); err != nil {

@@ -193,12 +193,22 @@ var transient = map[string]string{
 	// Claims of cron slots expire by a TTL of their own, which a copy
 	// would lose; the last runs are history. The jobs are in the releases.
 	"cron": "claims of scheduled jobs' slots and their last runs; the jobs themselves are in the releases",
+	// The add-ons' data is on their servers' volumes, not in the bus.
+	skiff.BucketAddons:      addonsLeft,
+	skiff.BucketServices:    addonsLeft,
+	skiff.BucketServiceStat: addonsLeft,
+	skiff.BucketBackups:     "backups are copied off with skiff backups pull or download",
 }
+
+// addonsLeft says why the add-ons stay behind.
+const addonsLeft = "add-ons keep their data on their servers' volumes, which an export cannot carry: " +
+	"apps keep their URLs to the servers they have; docs/admin.md says how to move a database"
 
 // leftObjects are the object stores left behind, with the reason.
 var leftObjects = map[string]string{
 	skiff.ObjectSources: "uploads are deleted once built; releases do not refer to them",
 	"buildcache":        "build caches are a speed-up only; the first build on the target starts cold",
+	skiff.ObjectBackups: "backups are copied off with skiff backups pull or download",
 }
 
 func specOf(bucket string) *spec {

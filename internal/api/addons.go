@@ -18,7 +18,9 @@ import (
 
 // The add-on routes check what they can before handing a job to the
 // addons role (internal/addons), which checks the rest; the job's
-// progress is streamed as the deploys' is, ending with its result.
+// progress is streamed as the deploys' is, ending with its result. The
+// routes of jobs are jobRoute's, each with a function that checks the
+// request and completes the job's AddonRequest.
 
 func (a *API) listAddons(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 	app, _, err := a.app(r)
@@ -44,51 +46,35 @@ func (a *API) listAddons(w http.ResponseWriter, r *http.Request, tok skiff.Token
 }
 
 func (a *API) getAddon(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
-	app, _, err := a.app(r)
+	app, ad, err := a.appAddon(r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	ad, err := a.addon(r.Context(), app.Name, r.PathValue("addon"))
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	cfg, _, err := a.st.Config(r.Context(), app.Name)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, a.addonView(r.Context(), ad, cfg))
+	a.writeAddon(w, r, app.Name, ad)
 }
 
-func (a *API) createAddon(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
-	app, _, err := a.app(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+// createAddon is the job of a create: the body checked, and the name, if
+// one is given, free.
+func (a *API) createAddon(r *http.Request, app skiff.App, req *skiff.AddonRequest) error {
 	var body skiff.AddonCreateRequest
 	if err := readJSON(r, &body); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	spec, err := addonSpec(app.Name, body)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if spec.Name != "" {
 		if _, _, err := a.st.Addons.Get(r.Context(), skiff.AddonKey(app.Name, spec.Name)); err == nil {
-			writeError(w, skiff.Errorf(skiff.KindConflict, "choose another name with --name, or see it: skiff addons info "+spec.Name+" -a "+app.Name,
-				"%s already has an add-on named %s", app.Name, spec.Name))
-			return
+			return skiff.Errorf(skiff.KindConflict, "choose another name with --name, or see it: skiff addons info "+spec.Name+" -a "+app.Name,
+				"%s already has an add-on named %s", app.Name, spec.Name)
 		} else if !errors.Is(err, skiff.ErrNotFound) {
-			writeError(w, err)
-			return
+			return err
 		}
 	}
-	a.addonJob(w, r, skiff.AddonRequest{Op: skiff.AddonOpCreate, App: app.Name, Addon: spec.Name, Actor: tok.User, Spec: spec})
+	req.Addon, req.Spec = spec.Name, spec
+	return nil
 }
 
 // addonSpec checks the body of an add-on's creation and makes the spec
@@ -138,38 +124,26 @@ func addonSpec(app string, body skiff.AddonCreateRequest) (*skiff.Addon, error) 
 	return spec, nil
 }
 
-func (a *API) destroyAddon(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
-	app, _, err := a.app(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+// destroyAddon is the job of a destroy, which the app's name must
+// confirm.
+func (a *API) destroyAddon(r *http.Request, app skiff.App, req *skiff.AddonRequest) error {
 	ad, err := a.addon(r.Context(), app.Name, r.PathValue("addon"))
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
-	confirm := r.URL.Query().Get("confirm")
-	if confirm != app.Name {
-		writeError(w, skiff.Errorf(skiff.KindInvalid, "to go ahead, run: skiff addons destroy "+ad.Name+" -a "+app.Name+" --confirm "+app.Name,
-			"destroying %s deletes its data for good (a last backup is taken first)", ad.Name))
-		return
+	req.Addon, req.Confirm = ad.Name, r.URL.Query().Get("confirm")
+	if req.Confirm != app.Name {
+		return skiff.Errorf(skiff.KindInvalid, "to go ahead, run: skiff addons destroy "+ad.Name+" -a "+app.Name+" --confirm "+app.Name,
+			"destroying %s deletes its data for good (a last backup is taken first)", ad.Name)
 	}
-	a.addonJob(w, r, skiff.AddonRequest{Op: skiff.AddonOpDestroy, App: app.Name, Addon: ad.Name, Actor: tok.User, Confirm: confirm})
+	return nil
 }
 
-func (a *API) rotateCredentials(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
-	app, _, err := a.app(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+// rotateCredentials is the job of a rotation of the add-on's password.
+func (a *API) rotateCredentials(r *http.Request, app skiff.App, req *skiff.AddonRequest) error {
 	ad, err := a.addon(r.Context(), app.Name, r.PathValue("addon"))
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	a.addonJob(w, r, skiff.AddonRequest{Op: skiff.AddonOpRotate, App: app.Name, Addon: ad.Name, Actor: tok.User})
+	req.Addon = ad.Name
+	return err
 }
 
 func (a *API) setBackupSchedule(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
@@ -193,12 +167,7 @@ func (a *API) unsetBackupSchedule(w http.ResponseWriter, r *http.Request, tok sk
 // changeBackupSchedule sets an add-on's daily backup time ("" for none):
 // the addons role's scheduler reads it from the record.
 func (a *API) changeBackupSchedule(w http.ResponseWriter, r *http.Request, at string) {
-	app, _, err := a.app(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	ad, err := a.addon(r.Context(), app.Name, r.PathValue("addon"))
+	app, ad, err := a.appAddon(r)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -217,12 +186,27 @@ func (a *API) changeBackupSchedule(w http.ResponseWriter, r *http.Request, at st
 		writeError(w, err)
 		return
 	}
-	cfg, _, err := a.st.Config(r.Context(), app.Name)
+	a.writeAddon(w, r, app.Name, ad)
+}
+
+// writeAddon answers with the view of app's add-on ad.
+func (a *API) writeAddon(w http.ResponseWriter, r *http.Request, app string, ad skiff.Addon) {
+	cfg, _, err := a.st.Config(r.Context(), app)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, a.addonView(r.Context(), ad, cfg))
+}
+
+// appAddon loads the app and the add-on named in the request path.
+func (a *API) appAddon(r *http.Request) (skiff.App, skiff.Addon, error) {
+	app, _, err := a.app(r)
+	if err != nil {
+		return app, skiff.Addon{}, err
+	}
+	ad, err := a.addon(r.Context(), app.Name, r.PathValue("addon"))
+	return app, ad, err
 }
 
 // addon loads app's add-on name.
@@ -288,6 +272,25 @@ func (a *API) addonView(ctx context.Context, ad skiff.Addon, cfg map[string]stri
 	return ad.View(cfg[ad.ConfigVar], node)
 }
 
+// jobRoute is the route of an add-on job of op on the request's app: job
+// checks the request and completes the job's request (the add-on, and
+// what else op needs), or says why not; then addonJob runs it.
+func (a *API) jobRoute(op string, job func(r *http.Request, app skiff.App, req *skiff.AddonRequest) error) func(http.ResponseWriter, *http.Request, skiff.Token) {
+	return func(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
+		app, _, err := a.app(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		req := skiff.AddonRequest{Op: op, App: app.Name, Actor: tok.User}
+		if err := job(r, app, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		a.addonJob(w, r, req)
+	}
+}
+
 // addonJob hands req to the addons role and streams its progress and
 // result. The stream starts with the first line or the result: an error
 // before it (no node of the addons role running) is an ordinary error
@@ -305,14 +308,17 @@ func (a *API) addonJob(w http.ResponseWriter, r *http.Request, req skiff.AddonRe
 	}
 	log := a.log.With("app", req.App, "addon", req.Addon, "op", req.Op, "job", req.ID, "user", req.Actor)
 	log.Info("add-on job")
-	res, err := a.st.AddonJob(r.Context(), req, func(line string) { stream().Line("%s", line) })
-	if err != nil {
-		log.Warn("add-on job not followed", "err", err)
+	fail := func(err error) {
 		if s == nil {
 			writeError(w, err)
 		} else {
 			s.Fail(err)
 		}
+	}
+	res, err := a.st.AddonJob(r.Context(), req, func(line string) { stream().Line("%s", line) })
+	if err != nil {
+		log.Warn("add-on job not followed", "err", err)
+		fail(err)
 		return
 	}
 	if res.Error != "" {
@@ -321,12 +327,7 @@ func (a *API) addonJob(w http.ResponseWriter, r *http.Request, req skiff.AddonRe
 			kind = skiff.KindFailed
 		}
 		log.Info("add-on job failed", "err", res.Error)
-		failed := &skiff.Error{Kind: kind, Message: res.Error, Hint: res.Hint}
-		if s == nil {
-			writeError(w, failed)
-		} else {
-			s.Fail(failed)
-		}
+		fail(&skiff.Error{Kind: kind, Message: res.Error, Hint: res.Hint})
 		return
 	}
 	msg := skiff.StreamMessage{Type: "result", Backup: res.Backup}

@@ -188,19 +188,19 @@ func (a *API) Handler() http.Handler {
 	auth("GET /v1/apps/{app}/placement", a.getPlacement)
 	auth("PUT /v1/apps/{app}/placement", a.setPlacement)
 	auth("GET /v1/apps/{app}/addons", a.listAddons)
-	auth("POST /v1/apps/{app}/addons", a.createAddon)
+	auth("POST /v1/apps/{app}/addons", a.jobRoute(skiff.AddonOpCreate, a.createAddon))
 	auth("GET /v1/apps/{app}/addons/{addon}", a.getAddon)
-	auth("DELETE /v1/apps/{app}/addons/{addon}", a.destroyAddon)
-	auth("POST /v1/apps/{app}/addons/{addon}/credentials/rotate", a.rotateCredentials)
+	auth("DELETE /v1/apps/{app}/addons/{addon}", a.jobRoute(skiff.AddonOpDestroy, a.destroyAddon))
+	auth("POST /v1/apps/{app}/addons/{addon}/credentials/rotate", a.jobRoute(skiff.AddonOpRotate, a.rotateCredentials))
 	auth("PUT /v1/apps/{app}/addons/{addon}/backup-schedule", a.setBackupSchedule)
 	auth("DELETE /v1/apps/{app}/addons/{addon}/backup-schedule", a.unsetBackupSchedule)
 	auth("GET /v1/apps/{app}/addons/{addon}/tunnel", a.tunnel)
 	auth("GET /v1/apps/{app}/backups", a.listBackups)
-	auth("POST /v1/apps/{app}/backups", a.captureBackup)
+	auth("POST /v1/apps/{app}/backups", a.jobRoute(skiff.AddonOpCapture, a.captureBackup))
 	auth("GET /v1/apps/{app}/backups/{id}", a.getBackup)
 	auth("GET /v1/apps/{app}/backups/{id}/download", a.downloadBackup)
-	auth("POST /v1/apps/{app}/backups/{id}/restore", a.restoreBackup)
-	auth("POST /v1/apps/{app}/backups/{id}/verify", a.verifyBackup)
+	auth("POST /v1/apps/{app}/backups/{id}/restore", a.jobRoute(skiff.AddonOpRestore, a.restoreBackup))
+	auth("POST /v1/apps/{app}/backups/{id}/verify", a.jobRoute(skiff.AddonOpVerify, a.verifyBackup))
 	auth("GET /v1/backups", mayPullBackups(a.allBackups))
 	auth("GET /v1/backups/{app}/{id}/download", mayPullBackups(a.pullBackup))
 	auth("POST /v1/tokens", admin(a.createToken))
@@ -236,7 +236,12 @@ var (
 
 // readJSON decodes a small JSON body into v, refusing unknown fields.
 func readJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	return decodeJSON(io.LimitReader(r.Body, 1<<20), v)
+}
+
+// decodeJSON decodes a request body into v, refusing unknown fields.
+func decodeJSON(rd io.Reader, v any) error {
+	dec := json.NewDecoder(rd)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return skiff.Errorf(skiff.KindInvalid, "send a JSON body as docs/api.md describes", "malformed request body: %v", err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/skiff-paas/skiff/internal/secret"
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
 )
@@ -124,7 +125,11 @@ func (a *API) destroyApp(w http.ResponseWriter, r *http.Request, tok skiff.Token
 	}
 	if r.URL.Query().Get("confirm") != app.Name {
 		writeError(w, skiff.Errorf(skiff.KindInvalid, fmt.Sprintf("repeat the name to confirm: skiff apps destroy %s --confirm %s", app.Name, app.Name),
-			"destroying %s deletes its releases, config, domains, logs, git repository and build cache, and stops its processes", app.Name))
+			"destroying %s deletes its releases, config, domains, logs, git repository, build cache, add-ons and backups, and stops its processes", app.Name))
+		return
+	}
+	if err := a.destroyAddons(r.Context(), app.Name, tok.User); err != nil {
+		writeError(w, err)
 		return
 	}
 	if err := a.destroy(r.Context(), app.Name); err != nil {
@@ -179,11 +184,45 @@ func (a *API) destroy(ctx context.Context, name string) error {
 	if err := a.st.Formations.Delete(ctx, name); err != nil {
 		return err
 	}
+	// Backups go with the app: another app may take its name later.
+	backups, err := a.st.Backups.Values(ctx, name+".*")
+	if err != nil {
+		return err
+	}
+	for _, b := range backups {
+		if err := a.st.BackupFiles.Delete(ctx, b.Key()); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			return err
+		}
+		if err := a.st.Backups.Delete(ctx, b.Key()); err != nil {
+			return err
+		}
+	}
 	logs, err := a.st.JS.Stream(ctx, skiff.StreamLogs)
 	if err == nil {
 		err = logs.Purge(ctx, jetstream.WithPurgeSubject(skiff.LogSubject(name, "*", ">")))
 	}
 	return err
+}
+
+// destroyAddons destroys an app's add-ons, their servers and databases,
+// before the app goes; it stops at the first that cannot be destroyed,
+// and the app stays.
+func (a *API) destroyAddons(ctx context.Context, app, actor string) error {
+	addons, err := a.st.Addons.Values(ctx, app+".*")
+	if err != nil {
+		return err
+	}
+	for _, ad := range addons {
+		res, err := a.st.AddonJob(ctx, skiff.AddonRequest{ID: secret.Token(12), Op: skiff.AddonOpDestroy, App: app, Addon: ad.Name,
+			Actor: actor, Confirm: app, Kind: skiff.AddonWithApp}, nil)
+		if err != nil {
+			return err
+		}
+		if res.Error != "" {
+			return &skiff.Error{Kind: res.Code, Message: fmt.Sprintf("could not destroy add-on %s: %s", ad.Name, res.Error), Hint: res.Hint}
+		}
+	}
+	return nil
 }
 
 // setMaintenance turns the app's maintenance mode on or off.

@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -43,12 +42,7 @@ func (a *API) listBackups(w http.ResponseWriter, r *http.Request, tok skiff.Toke
 }
 
 func (a *API) getBackup(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
-	app, _, err := a.app(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	b, err := a.backup(r.Context(), app.Name, r.PathValue("id"))
+	b, err := a.appBackup(r)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -57,12 +51,7 @@ func (a *API) getBackup(w http.ResponseWriter, r *http.Request, tok skiff.Token)
 }
 
 func (a *API) downloadBackup(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
-	app, _, err := a.app(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	b, err := a.backup(r.Context(), app.Name, r.PathValue("id"))
+	b, err := a.appBackup(r)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -70,50 +59,45 @@ func (a *API) downloadBackup(w http.ResponseWriter, r *http.Request, tok skiff.T
 	a.serveBackup(w, r, b)
 }
 
-func (a *API) captureBackup(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
+// appBackup loads the backup named in the request path of the app named
+// there.
+func (a *API) appBackup(r *http.Request) (skiff.Backup, error) {
 	app, _, err := a.app(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return skiff.Backup{}, err
 	}
-	var body skiff.BackupCaptureRequest
-	if err := readOptionalJSON(r, &body); err != nil {
-		writeError(w, err)
-		return
-	}
-	ad, err := a.onlyAddon(r.Context(), app.Name, body.Addon)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	a.addonJob(w, r, skiff.AddonRequest{Op: skiff.AddonOpCapture, App: app.Name, Addon: ad.Name, Actor: tok.User, Kind: skiff.BackupManual})
+	return a.backup(r.Context(), app.Name, r.PathValue("id"))
 }
 
-// restoreBackup restores a backup of the app, or of another app the
-// token may use, into one of the app's add-ons.
-func (a *API) restoreBackup(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
-	app, _, err := a.app(r)
-	if err != nil {
-		writeError(w, err)
-		return
+// captureBackup is the job of a capture of the add-on the body names
+// (the app's only one when it names none).
+func (a *API) captureBackup(r *http.Request, app skiff.App, req *skiff.AddonRequest) error {
+	var body skiff.BackupCaptureRequest
+	if err := readOptionalJSON(r, &body); err != nil {
+		return err
 	}
+	ad, err := a.onlyAddon(r.Context(), app.Name, body.Addon)
+	req.Addon, req.Kind = ad.Name, skiff.BackupManual
+	return err
+}
+
+// restoreBackup is the job of a restore of a backup of the app, or of
+// another app the token may use, into one of the app's add-ons.
+func (a *API) restoreBackup(r *http.Request, app skiff.App, req *skiff.AddonRequest) error {
 	var body skiff.BackupRestoreRequest
 	if err := readJSON(r, &body); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	ctx := r.Context()
 	target, err := a.onlyAddon(ctx, app.Name, body.Addon)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	from := app.Name
 	if body.FromApp != "" && body.FromApp != app.Name {
 		other, err := a.appNamed(r, body.FromApp)
 		if err != nil {
-			writeError(w, err)
-			return
+			return err
 		}
 		from = other.Name
 	}
@@ -130,44 +114,34 @@ func (a *API) restoreBackup(w http.ResponseWriter, r *http.Request, tok skiff.To
 		b, err = a.doneBackup(ctx, from, id, "restored")
 	}
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if b.Type != target.Type {
-		writeError(w, skiff.Errorf(skiff.KindInvalid, "restore it into a "+b.Type+" add-on: --addon NAME",
-			"backup %s is of %s, and %s is %s", b.ID, b.Type, target.Name, target.Type))
-		return
+		return skiff.Errorf(skiff.KindInvalid, "restore it into a "+b.Type+" add-on: --addon NAME",
+			"backup %s is of %s, and %s is %s", b.ID, b.Type, target.Name, target.Type)
 	}
 	if body.Confirm != app.Name {
-		writeError(w, skiff.Errorf(skiff.KindInvalid, "to go ahead, run: skiff backups restore "+id+" -a "+app.Name+" --confirm "+app.Name,
-			"restoring %s replaces the data of %s (a backup of it is taken first)", b.ID, target.Name))
-		return
+		return skiff.Errorf(skiff.KindInvalid, "to go ahead, run: skiff backups restore "+id+" -a "+app.Name+" --confirm "+app.Name,
+			"restoring %s replaces the data of %s (a backup of it is taken first)", b.ID, target.Name)
 	}
-	ref := b.ID
+	req.Addon, req.Backup, req.Confirm = target.Name, b.ID, body.Confirm
 	if from != app.Name {
-		ref = skiff.BackupKey(from, b.ID)
+		req.Backup = skiff.BackupKey(from, b.ID)
 	}
-	a.addonJob(w, r, skiff.AddonRequest{Op: skiff.AddonOpRestore, App: app.Name, Addon: target.Name, Actor: tok.User,
-		Backup: ref, Confirm: body.Confirm})
+	return nil
 }
 
-func (a *API) verifyBackup(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
-	app, _, err := a.app(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+// verifyBackup is the job of a verification of one of the app's backups.
+func (a *API) verifyBackup(r *http.Request, app skiff.App, req *skiff.AddonRequest) error {
 	var b skiff.Backup
+	var err error
 	if id := r.PathValue("id"); id == "latest" {
 		b, err = a.latestBackup(r.Context(), app.Name, func(skiff.Backup) bool { return true })
 	} else {
 		b, err = a.doneBackup(r.Context(), app.Name, id, "verified")
 	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	a.addonJob(w, r, skiff.AddonRequest{Op: skiff.AddonOpVerify, App: app.Name, Addon: b.Addon, Actor: tok.User, Backup: b.ID})
+	req.Addon, req.Backup = b.Addon, b.ID
+	return err
 }
 
 // allBackups lists every app's done backups, newest first: what skiff
@@ -345,10 +319,5 @@ func readOptionalJSON(r *http.Request, v any) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return skiff.Errorf(skiff.KindInvalid, "send a JSON body as docs/api.md describes", "malformed request body: %v", err)
-	}
-	return nil
+	return decodeJSON(bytes.NewReader(data), v)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/skiff-paas/skiff/internal/oneoff"
@@ -52,24 +53,39 @@ func (a *API) run(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 		return
 	}
 	defer conn.Close()
-	netConn, rw, err := http.NewResponseController(w).Hijack()
+	a.streams.Add(1)
+	defer a.streams.Done()
+	netConn, rd, err := switchProtocols(w, skiff.RunUpgrade, http.Header{
+		"Skiff-Run-Name": {view.Name}, "Skiff-Run-Node": {view.Node}, "Skiff-Run-Release": {strconv.Itoa(view.Release)}})
 	if err != nil {
 		_ = conn.Send(oneoff.Hangup, nil)
-		writeError(w, fmt.Errorf("take over the connection: %w", err))
 		return
 	}
 	defer netConn.Close()
-	a.streams.Add(1)
-	defer a.streams.Done()
-	fmt.Fprintf(rw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n"+
-		"Skiff-Run-Name: %s\r\nSkiff-Run-Node: %s\r\nSkiff-Run-Release: %d\r\n\r\n",
-		skiff.RunUpgrade, view.Name, view.Node, view.Release)
-	if err := rw.Flush(); err != nil {
-		_ = conn.Send(oneoff.Hangup, nil)
-		return
-	}
 	a.log.Info("run", "app", app.Name, "user", tok.User, "name", view.Name, "node", view.Node)
-	carry(r.Context(), netConn, rw.Reader, conn)
+	carry(r.Context(), netConn, rd, conn)
+}
+
+// switchProtocols takes over w's connection and answers 101 Switching
+// Protocols to proto, with the lines of header. What fails before the
+// answer is answered as an error; what fails writing it closes the
+// connection. The caller closes the connection it gets, and reads it
+// through rd, which holds what the client sent past its request.
+func switchProtocols(w http.ResponseWriter, proto string, header http.Header) (conn net.Conn, rd *bufio.Reader, err error) {
+	conn, rw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		err = fmt.Errorf("take over the connection: %w", err)
+		writeError(w, err)
+		return nil, nil, err
+	}
+	fmt.Fprintf(rw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n", proto)
+	_ = header.Write(rw)
+	_, _ = rw.WriteString("\r\n")
+	if err := rw.Flush(); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, rw.Reader, nil
 }
 
 // runRequest checks a run's body and makes the agent's request of it.

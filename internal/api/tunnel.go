@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -22,12 +21,7 @@ const tunnelDialTimeout = 5 * time.Second
 // It needs the connection upgraded to skiff-tunnel; what goes wrong
 // before the upgrade is an ordinary error answer.
 func (a *API) tunnel(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
-	app, _, err := a.app(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	ad, err := a.addon(r.Context(), app.Name, r.PathValue("addon"))
+	app, ad, err := a.appAddon(r)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -54,21 +48,16 @@ func (a *API) tunnel(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 		return
 	}
 	defer backend.Close()
-	client, rw, err := http.NewResponseController(w).Hijack()
+	a.streams.Add(1)
+	defer a.streams.Done()
+	client, rd, err := switchProtocols(w, skiff.TunnelUpgrade, nil)
 	if err != nil {
-		writeError(w, fmt.Errorf("take over the connection: %w", err))
 		return
 	}
 	defer client.Close()
-	a.streams.Add(1)
-	defer a.streams.Done()
-	fmt.Fprintf(rw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", skiff.TunnelUpgrade)
-	if err := rw.Flush(); err != nil {
-		return
-	}
 	log := a.log.With("app", app.Name, "addon", ad.Name, "user", tok.User)
 	log.Info("tunnel opened", "addr", ad.Addr)
-	up, down := splice(r.Context(), client, rw.Reader, backend)
+	up, down := splice(r.Context(), client, rd, backend)
 	log.Info("tunnel closed", "sent", up, "received", down)
 }
 

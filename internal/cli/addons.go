@@ -117,25 +117,14 @@ func addonsInfoCommand(e *env) *cobra.Command {
 		Example: "  skiff addons info postgres-1 -a shop",
 		Args:    args(1, 1),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			name, c, err := e.appClient()
+			name, _, v, err := e.appAddon(cmd.Context(), a[0], "")
 			if err != nil {
 				return err
-			}
-			v, err := c.Addon(cmd.Context(), name, a[0])
-			if err != nil {
-				return err
-			}
-			if e.g.json {
-				return e.printJSON(v)
-			}
-			state := string(v.State)
-			if v.Error != "" {
-				state += ": " + v.Error
 			}
 			rows := [][]string{
 				{"Type:", v.Type},
 				{"Plan:", v.Plan},
-				{"State:", state},
+				{"State:", withError(string(v.State), v.Error)},
 				{"Config var:", v.ConfigVar},
 				{"URL:", maskURL(v.URL)},
 			}
@@ -176,8 +165,7 @@ func addonsInfoCommand(e *env) *cobra.Command {
 			if !v.CredentialsRotatedAt.IsZero() {
 				rows = append(rows, []string{"Credentials rotated:", v.CredentialsRotatedAt.Local().Format(time.DateTime)})
 			}
-			fmt.Fprintf(e.stdout, "=== %s of %s\n", v.Name, name)
-			if err := e.table(rows); err != nil {
+			if shown, err := e.describe(v, v.Name+" of "+name, rows); !shown || err != nil {
 				return err
 			}
 			if v.URL != "" && isTerminal(e.stdout) {
@@ -203,16 +191,9 @@ given with --confirm.`,
 		Example: "  skiff addons destroy postgres-1 -a shop --confirm shop",
 		Args:    args(1, 1),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			name, err := e.appName()
-			if err != nil {
-				return err
-			}
-			if confirm != name {
-				return &skiff.Error{Kind: skiff.KindInvalid,
-					Message: fmt.Sprintf("destroying %s deletes its data for good (a last backup is taken first)", a[0]),
-					Hint:    "to go ahead, run: skiff addons destroy " + a[0] + " -a " + name + " --confirm " + name}
-			}
-			c, err := e.client()
+			name, c, err := e.confirmedAppClient(confirm, "skiff addons destroy "+a[0], func(string) string {
+				return fmt.Sprintf("destroying %s deletes its data for good (a last backup is taken first)", a[0])
+			})
 			if err != nil {
 				return err
 			}
@@ -239,6 +220,33 @@ func (e *env) job(doing string, run func(onLine func(string)) (skiff.StreamMessa
 	}
 	fmt.Fprintf(e.stdout, "%s...\n", doing)
 	return run(func(line string) { fmt.Fprintln(e.stdout, line) })
+}
+
+// confirmedAppClient is appClient for a command that cannot be undone,
+// which --confirm (confirm) must name the app to run: warning, given the
+// app, says what it does, and command is how to run it again.
+func (e *env) confirmedAppClient(confirm, command string, warning func(app string) string) (string, *client.Client, error) {
+	name, err := e.appName()
+	if err != nil {
+		return "", nil, err
+	}
+	if confirm != name {
+		return "", nil, &skiff.Error{Kind: skiff.KindInvalid, Message: warning(name),
+			Hint: "to go ahead, run: " + command + " -a " + name + " --confirm " + name}
+	}
+	c, err := e.client()
+	return name, c, err
+}
+
+// appAddon is appClient and the app's add-on found as findAddon finds
+// it.
+func (e *env) appAddon(ctx context.Context, addon, typ string) (string, *client.Client, skiff.AddonView, error) {
+	name, c, err := e.appClient()
+	if err != nil {
+		return "", nil, skiff.AddonView{}, err
+	}
+	v, err := findAddon(ctx, c, name, addon, typ)
+	return name, c, v, err
 }
 
 // findAddon is app's add-on name, or, when name is empty, its only
@@ -284,6 +292,25 @@ func findAddon(ctx context.Context, c *client.Client, app, name, typ string) (sk
 	sort.Strings(names)
 	return skiff.AddonView{}, skiff.Errorf(skiff.KindInvalid, "name one of them: "+strings.Join(names, ", "),
 		"%s has %d %ss", app, len(found), what)
+}
+
+// describe prints a record: its JSON with --json, else a heading
+// "=== title" and a table of rows (label and value). It reports whether
+// it printed the table, after which some commands add more.
+func (e *env) describe(v any, title string, rows [][]string) (bool, error) {
+	if e.g.json {
+		return false, e.printJSON(v)
+	}
+	fmt.Fprintf(e.stdout, "=== %s\n", title)
+	return true, e.table(rows)
+}
+
+// withError is a state with the error that put a record in it, if any.
+func withError(state, err string) string {
+	if err == "" {
+		return state
+	}
+	return state + ": " + err
 }
 
 // backupSchedule says when an add-on's daily backup is taken.

@@ -101,25 +101,14 @@ func backupsInfoCommand(e *env) *cobra.Command {
 		Example: "  skiff backups info b004 -a shop",
 		Args:    args(1, 1),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			name, c, err := e.appClient()
+			name, _, b, err := e.appBackup(cmd.Context(), a[0])
 			if err != nil {
 				return err
-			}
-			b, err := c.Backup(cmd.Context(), name, a[0])
-			if err != nil {
-				return err
-			}
-			if e.g.json {
-				return e.printJSON(b)
-			}
-			state := string(b.State)
-			if b.Error != "" {
-				state += ": " + b.Error
 			}
 			rows := [][]string{
 				{"Add-on:", b.Addon + " (" + b.Type + ")"},
 				{"Kind:", b.Kind},
-				{"State:", state},
+				{"State:", withError(string(b.State), b.Error)},
 				{"Format:", orNone(b.Format)},
 				{"Size:", skiff.HumanBytes(b.Size)},
 				{"SHA-256:", orNone(b.SHA256)},
@@ -136,8 +125,7 @@ func backupsInfoCommand(e *env) *cobra.Command {
 				}
 			}
 			rows = append(rows, []string{"Verified:", v})
-			fmt.Fprintf(e.stdout, "=== %s of %s\n", b.ID, name)
-			if err := e.table(rows); err != nil {
+			if shown, err := e.describe(b, b.ID+" of "+name, rows); !shown || err != nil {
 				return err
 			}
 			if len(b.Contents) > 0 {
@@ -169,11 +157,7 @@ the backup; a download that fails leaves nothing behind.`,
   pg_restore --no-owner -d mydb shop-b004.dump`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			name, c, err := e.appClient()
-			if err != nil {
-				return err
-			}
-			b, err := c.Backup(cmd.Context(), name, a[0])
+			name, c, b, err := e.appBackup(cmd.Context(), a[0])
 			if err != nil {
 				return err
 			}
@@ -185,10 +169,7 @@ the backup; a download that fails leaves nothing behind.`,
 				return err
 			}
 			defer d.Close()
-			p := e.jobProgress("Downloading "+b.ID, d.Size)
-			err = writeAside(output, p.reader(d))
-			p.done()
-			if err != nil {
+			if err := e.save(output, "Downloading "+b.ID, d); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "Downloaded %s of %s (%s, SHA-256 checked) to %s\n", b.ID, name, skiff.HumanBytes(b.Size), output)
@@ -221,16 +202,9 @@ except by restoring that backup, so the app's name must be given with
 			if id == "" {
 				id = "latest"
 			}
-			name, err := e.appName()
-			if err != nil {
-				return err
-			}
-			if req.Confirm != name {
-				return &skiff.Error{Kind: skiff.KindInvalid,
-					Message: fmt.Sprintf("restoring %s replaces the data of an add-on of %s (a backup of it is taken first)", id, name),
-					Hint:    "to go ahead, run: skiff backups restore " + id + " -a " + name + " --confirm " + name}
-			}
-			c, err := e.client()
+			name, c, err := e.confirmedAppClient(req.Confirm, "skiff backups restore "+id, func(name string) string {
+				return fmt.Sprintf("restoring %s replaces the data of an add-on of %s (a backup of it is taken first)", id, name)
+			})
 			if err != nil {
 				return err
 			}
@@ -341,11 +315,7 @@ func backupsUnscheduleCommand(e *env) *cobra.Command {
 }
 
 func (e *env) schedule(ctx context.Context, addon, at string) error {
-	name, c, err := e.appClient()
-	if err != nil {
-		return err
-	}
-	ad, err := findAddon(ctx, c, name, addon, "")
+	name, c, ad, err := e.appAddon(ctx, addon, "")
 	if err != nil {
 		return err
 	}
@@ -511,10 +481,17 @@ func (e *env) pullOne(ctx context.Context, c *client.Client, b skiff.Backup, pat
 	if b.SHA256 != "" && d.SHA256 != b.SHA256 {
 		return skiff.Errorf(skiff.KindFailed, "pull again", "the file's checksum changed since it was listed")
 	}
-	p := e.jobProgress("Fetching "+b.App+"/"+b.ID, d.Size)
-	err = writeAside(path, p.reader(d))
-	p.done()
-	return err
+	return e.save(path, "Fetching "+b.App+"/"+b.ID, d)
+}
+
+// appBackup is appClient and the app's backup id.
+func (e *env) appBackup(ctx context.Context, id string) (string, *client.Client, skiff.Backup, error) {
+	name, c, err := e.appClient()
+	if err != nil {
+		return "", nil, skiff.Backup{}, err
+	}
+	b, err := c.Backup(ctx, name, id)
+	return name, c, b, err
 }
 
 func loadPullState(dir string) (pullState, error) {
@@ -567,12 +544,16 @@ func writeAside(path string, r io.Reader) error {
 	return err
 }
 
-// jobProgress is progress shown only when the output goes to a person.
-func (e *env) jobProgress(what string, total int64) *progress {
-	if !isTerminal(e.stdout) {
-		return &progress{}
+// save writes a download to path as writeAside does, showing its
+// progress (what is being done) only when the output goes to a person.
+func (e *env) save(path, what string, d *client.BackupDownload) error {
+	p := &progress{}
+	if isTerminal(e.stdout) {
+		p = e.progress(what, d.Size)
 	}
-	return e.progress(what, total)
+	err := writeAside(path, p.reader(d))
+	p.done()
+	return err
 }
 
 // verified says whether and how a backup was verified.

@@ -27,7 +27,7 @@ func pgCommand(e *env) *cobra.Command {
 		Example: "  skiff pg psql -a shop\n  skiff pg credentials rotate -a shop",
 		Args:    args(0, 0),
 	}
-	psql := &cobra.Command{
+	psql := e.tunnelCommand(skiff.AddonPostgres, &cobra.Command{
 		Use:   "psql -a APP [ADDON] [-- PSQL ARGS]",
 		Short: "Open psql on an app's PostgreSQL database",
 		Long: `Run the local psql connected to an app's PostgreSQL add-on (its only one
@@ -41,13 +41,7 @@ postgresql-client (Debian, Ubuntu), brew install libpq (macOS).`,
 		Example: `  skiff pg psql -a shop
   skiff pg psql -a shop reports -- -c 'select count(*) from orders'
   skiff pg psql -a shop -- -f migrate.sql`,
-		Args: tunnelArgs,
-		RunE: func(cmd *cobra.Command, a []string) error {
-			addon, extra := splitDash(cmd, a)
-			return e.tunnelTool(cmd.Context(), addon, skiff.AddonPostgres, extra)
-		},
-	}
-	e.appFlag(psql)
+	})
 	credentials := &cobra.Command{
 		Use:     "credentials",
 		Short:   "Manage a PostgreSQL add-on's credentials",
@@ -63,11 +57,7 @@ with it. Connections open with the old password are ended.`,
 		Example: "  skiff pg credentials rotate -a shop",
 		Args:    args(0, 1),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			name, c, err := e.appClient()
-			if err != nil {
-				return err
-			}
-			v, err := findAddon(cmd.Context(), c, name, first(a), skiff.AddonPostgres)
+			name, c, v, err := e.appAddon(cmd.Context(), first(a), skiff.AddonPostgres)
 			if err != nil {
 				return err
 			}
@@ -93,7 +83,7 @@ func redisCommand(e *env) *cobra.Command {
 		Example: "  skiff redis cli -a shop",
 		Args:    args(0, 0),
 	}
-	cli := &cobra.Command{
+	cli := e.tunnelCommand(skiff.AddonRedis, &cobra.Command{
 		Use:   "cli -a APP [ADDON] [-- REDIS-CLI ARGS]",
 		Short: "Open redis-cli on an app's Redis server",
 		Long: `Run the local redis-cli connected to an app's Redis add-on (its only one unless
@@ -105,14 +95,21 @@ redis-cli comes with Redis's tools: apt-get install redis-tools (Debian,
 Ubuntu), brew install redis (macOS).`,
 		Example: `  skiff redis cli -a shop
   skiff redis cli -a shop -- info memory`,
-		Args: tunnelArgs,
-		RunE: func(cmd *cobra.Command, a []string) error {
-			addon, extra := splitDash(cmd, a)
-			return e.tunnelTool(cmd.Context(), addon, skiff.AddonRedis, extra)
-		},
-	}
-	e.appFlag(cli)
+	})
 	cmd.AddCommand(cli)
+	return cmd
+}
+
+// tunnelCommand makes cmd run the tool of add-on type typ through a
+// tunnel (tunnelTool): the add-on named before --, the tool's arguments
+// after it.
+func (e *env) tunnelCommand(typ string, cmd *cobra.Command) *cobra.Command {
+	cmd.Args = tunnelArgs
+	cmd.RunE = func(cmd *cobra.Command, a []string) error {
+		addon, extra := splitDash(cmd, a)
+		return e.tunnelTool(cmd.Context(), addon, typ, extra)
+	}
+	e.appFlag(cmd)
 	return cmd
 }
 
@@ -164,11 +161,7 @@ func (e *env) tunnelTool(ctx context.Context, addon, typ string, extra []string)
 		return &skiff.Error{Kind: skiff.KindFailed, Message: tool.program + " is not installed here",
 			Hint: "install it: " + tool.install}
 	}
-	name, c, err := e.appClient()
-	if err != nil {
-		return err
-	}
-	v, err := findAddon(ctx, c, name, addon, typ)
+	name, c, v, err := e.appAddon(ctx, addon, typ)
 	if err != nil {
 		return err
 	}

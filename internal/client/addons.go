@@ -1,13 +1,10 @@
 package client
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"time"
 
@@ -62,16 +59,9 @@ func (c *Client) SetBackupSchedule(ctx context.Context, app, name, at string) (s
 // come back, as over a TCP connection to it. The connection has no
 // deadlines.
 func (c *Client) DialTunnel(ctx context.Context, app, addon string) (net.Conn, error) {
-	hdr := http.Header{"Connection": {"Upgrade"}, "Upgrade": {skiff.TunnelUpgrade}}
-	resp, err := c.requestWith(ctx, "GET", appPath(app, "addons", url.PathEscape(addon), "tunnel"), nil, nil, "", hdr)
+	_, rw, err := c.upgrade(ctx, "GET", appPath(app, "addons", url.PathEscape(addon), "tunnel"), nil, skiff.TunnelUpgrade, "open the tunnel")
 	if err != nil {
 		return nil, err
-	}
-	rw, ok := resp.Body.(io.ReadWriteCloser)
-	if resp.StatusCode != http.StatusSwitchingProtocols || !ok {
-		resp.Body.Close()
-		return nil, &skiff.Error{Kind: skiff.KindInternal, Message: "the API did not open the tunnel (" + resp.Status + ")",
-			Hint: "the CLI and the server may be of different versions: skiff version"}
 	}
 	return &tunnelConn{ReadWriteCloser: rw, addr: tunnelAddr(app + "/" + addon)}, nil
 }
@@ -108,36 +98,16 @@ func (c *Client) stream(ctx context.Context, method, path string, query url.Valu
 		return skiff.StreamMessage{}, err
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		var m skiff.StreamMessage
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			return m, &skiff.Error{Kind: skiff.KindInternal, Message: "unreadable answer from " + method + " " + path,
+	return readStream(resp.Body, onLine,
+		func(err error) error {
+			return &skiff.Error{Kind: skiff.KindInternal, Message: "unreadable answer from " + method + " " + path,
 				Hint: "the CLI and the server may be of different versions: skiff version", Err: err}
-		}
-		switch m.Type {
-		case "line":
-			if onLine != nil {
-				onLine(m.Line)
+		},
+		func(err error) error {
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
-		case "result":
-			return m, nil
-		case "error":
-			kind := m.Code
-			if kind == "" {
-				kind = skiff.KindFailed
-			}
-			return m, &skiff.Error{Kind: kind, Message: m.Error, Hint: m.Hint}
-		}
-	}
-	err = sc.Err()
-	if err == nil {
-		err = io.ErrUnexpectedEOF
-	}
-	if ctx.Err() != nil {
-		return skiff.StreamMessage{}, ctx.Err()
-	}
-	return skiff.StreamMessage{}, &skiff.Error{Kind: skiff.KindUnavailable, Message: "the job's output stopped before its result",
-		Hint: "the job may go on without us: " + lost, Err: err}
+			return &skiff.Error{Kind: skiff.KindUnavailable, Message: "the job's output stopped before its result",
+				Hint: "the job may go on without us: " + lost, Err: err}
+		})
 }

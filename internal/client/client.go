@@ -235,12 +235,28 @@ func (c *Client) Deploy(ctx context.Context, app string, source io.Reader, descr
 		return skiff.StreamMessage{}, err
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
+	return readStream(resp.Body, onLine,
+		func(err error) error {
+			return &skiff.Error{Kind: skiff.KindInternal, Message: "unreadable deploy output", Err: err}
+		},
+		func(err error) error {
+			return &skiff.Error{Kind: skiff.KindUnavailable, Message: "the deploy's output stopped before its result",
+				Hint: "the server may have restarted; skiff releases -a " + app + " shows whether a release was made", Err: err}
+		})
+}
+
+// readStream reads an answer of NDJSON StreamMessages, calling onLine
+// with each line, and returns the result; an error message is a
+// *skiff.Error. What is not a message is unreadable's error; an answer
+// that stops before its result is stopped's, given why it stopped
+// (io.ErrUnexpectedEOF when it ended cleanly).
+func readStream(body io.Reader, onLine func(string), unreadable, stopped func(error) error) (skiff.StreamMessage, error) {
+	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
 		var m skiff.StreamMessage
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			return m, &skiff.Error{Kind: skiff.KindInternal, Message: "unreadable deploy output", Err: err}
+			return m, unreadable(err)
 		}
 		switch m.Type {
 		case "line":
@@ -257,12 +273,29 @@ func (c *Client) Deploy(ctx context.Context, app string, source io.Reader, descr
 			return m, &skiff.Error{Kind: kind, Message: m.Error, Hint: m.Hint}
 		}
 	}
-	err = sc.Err()
+	err := sc.Err()
 	if err == nil {
 		err = io.ErrUnexpectedEOF
 	}
-	return skiff.StreamMessage{}, &skiff.Error{Kind: skiff.KindUnavailable, Message: "the deploy's output stopped before its result",
-		Hint: "the server may have restarted; skiff releases -a " + app + " shows whether a release was made", Err: err}
+	return skiff.StreamMessage{}, stopped(err)
+}
+
+// upgrade sends a request that switches the connection to proto, and
+// returns the answer and its connection. what names what the switch is
+// for, in the error of an API that does not switch.
+func (c *Client) upgrade(ctx context.Context, method, path string, body any, proto, what string) (*http.Response, io.ReadWriteCloser, error) {
+	hdr := http.Header{"Connection": {"Upgrade"}, "Upgrade": {proto}}
+	resp, err := c.requestWith(ctx, method, path, nil, body, "", hdr)
+	if err != nil {
+		return nil, nil, err
+	}
+	rw, ok := resp.Body.(io.ReadWriteCloser)
+	if resp.StatusCode != http.StatusSwitchingProtocols || !ok {
+		resp.Body.Close()
+		return nil, nil, &skiff.Error{Kind: skiff.KindInternal, Message: "the API did not " + what + " (" + resp.Status + ")",
+			Hint: "the CLI and the server may be of different versions: skiff version"}
+	}
+	return resp, rw, nil
 }
 
 // Config returns an app's config vars.

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"io"
-	"net/http"
 	"strconv"
 	"sync"
 
@@ -25,16 +24,9 @@ func (c *Client) RunDetached(ctx context.Context, app string, req skiff.RunReque
 // exit status come back from it. Closing the session stops the process.
 func (c *Client) Run(ctx context.Context, app string, req skiff.RunRequest) (*RunSession, error) {
 	req.Detach = false
-	hdr := http.Header{"Connection": {"Upgrade"}, "Upgrade": {skiff.RunUpgrade}}
-	resp, err := c.requestWith(ctx, "POST", appPath(app, "runs"), nil, req, "", hdr)
+	resp, rw, err := c.upgrade(ctx, "POST", appPath(app, "runs"), req, skiff.RunUpgrade, "start the run's stream")
 	if err != nil {
 		return nil, err
-	}
-	rw, ok := resp.Body.(io.ReadWriteCloser)
-	if resp.StatusCode != http.StatusSwitchingProtocols || !ok {
-		resp.Body.Close()
-		return nil, &skiff.Error{Kind: skiff.KindInternal, Message: "the API did not start the run's stream (" + resp.Status + ")",
-			Hint: "the CLI and the server may be of different versions: skiff version"}
 	}
 	release, _ := strconv.Atoi(resp.Header.Get("Skiff-Run-Release"))
 	return &RunSession{

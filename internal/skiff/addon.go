@@ -263,6 +263,9 @@ const (
 	AddonOpVerify  = "verify"
 )
 
+// AddonWithApp is the Kind of an add-on's destroy as part of its app's.
+const AddonWithApp = "with-app"
+
 // AddonRequest asks the addons role to do one job on an add-on.
 type AddonRequest struct {
 	ID    string `json:"id"` // the job's id, for its subjects
@@ -273,7 +276,9 @@ type AddonRequest struct {
 	// Backup names the backup to restore or verify; for a restore it may
 	// be another app's backup (APP.ID) of an add-on of the same type.
 	Backup string `json:"backup,omitempty"`
-	// Kind is why a capture is taken (BackupManual by default).
+	// Kind is why a capture is taken (BackupManual by default); for a
+	// destroy, AddonWithApp says the app goes too, with its backups, so
+	// none is taken first.
 	Kind string `json:"kind,omitempty"`
 	// Spec is the add-on to create: Type and Plan, and optionally Name,
 	// ConfigVar, HA and the Redis settings.

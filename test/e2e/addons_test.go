@@ -175,6 +175,25 @@ func TestAddonsPostgres(t *testing.T) {
 		return false
 	})
 
+	// Off-site copies, pulled with a token that may do nothing else.
+	token := strings.TrimSpace(s.ok("backups", "token"))
+	pulled := t.TempDir()
+	as := []string{"--api", "http://" + s.apiAddr, "--token", token}
+	out = s.ok(append([]string{"backups", "pull", "--to", pulled}, as...)...)
+	var want int
+	for _, b := range s.backups("shop") {
+		if b.State == "done" {
+			want++
+		}
+	}
+	if files, _ := filepath.Glob(filepath.Join(pulled, "shop", "*.dump")); len(files) != want {
+		t.Errorf("pulled %d files of %d backups:\n%s", len(files), want, out)
+	}
+	if out := s.ok(append([]string{"backups", "pull", "--to", pulled}, as...)...); strings.Contains(out, "Fetched") {
+		t.Errorf("a second pull fetched again:\n%s", out)
+	}
+	s.fails(4, "only pull backups", append([]string{"config", "-a", "shop"}, as...)...)
+
 	// Destroy: confirmed, and after a last backup.
 	s.fails(2, "--confirm", "addons", "destroy", "postgres-1", "-a", "rival")
 	s.ok("addons", "destroy", "postgres-1", "-a", "rival", "--confirm", "rival")
@@ -186,6 +205,16 @@ func TestAddonsPostgres(t *testing.T) {
 	}
 	if _, err := sql(rivalURL, "SELECT 1"); err == nil {
 		t.Errorf("rival's database still answers after the destroy")
+	}
+
+	// An app destroyed takes its add-ons and backups with it.
+	s.ok("apps", "destroy", "shop", "--confirm", "shop")
+	if _, err := sql(shopURL, "SELECT 1"); err == nil {
+		t.Errorf("shop's database still answers after the app's destroy")
+	}
+	s.ok("apps", "create", "shop")
+	if bs := s.backups("shop"); len(bs) != 0 {
+		t.Errorf("a new app of the old name sees its backups: %+v", bs)
 	}
 }
 
@@ -276,6 +305,15 @@ func TestAddonsRedis(t *testing.T) {
 	}
 	if out := s.ok("backups", "verify", "b001", "-a", "cache"); !strings.Contains(out, "verified") {
 		t.Errorf("verify says:\n%s", out)
+	}
+	// The server comes back with the platform, at the same address, with
+	// its data.
+	cli("SET", "late", "write")
+	s.stop()
+	s.start()
+	eventually(t, 30*time.Second, "redis back after a restart", func() bool { return cli("PING") == "PONG" })
+	if got := cli("MGET", "greeting", "late"); got != "hello\nwrite" {
+		t.Errorf("after a restart: %q", got)
 	}
 	// Redis persists to its append-only file.
 	found, _ := filepath.Glob(filepath.Join(s.data, "volumes", "*", "appendonlydir"))

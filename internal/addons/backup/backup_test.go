@@ -45,6 +45,40 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// verifyCase is a file given to Verify with the contents it is said to
+// have been captured with.
+type verifyCase struct {
+	name string
+	file string
+	want map[string]int64
+	err  string // what Verify's error must say; "" for none
+}
+
+// checkVerify verifies each case's file as a backup of kind, in parallel:
+// a case without an error must get the note match.
+func checkVerify(t *testing.T, tools Tools, kind, match string, cases []verifyCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			note, err := tools.Verify(t.Context(), kind, tc.file, tc.want)
+			t.Logf("note %q, err %v", note, err)
+			if tc.err == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if note != match {
+					t.Errorf("note %q, want %q", note, match)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("Verify: %v, want an error saying %q", err, tc.err)
+			}
+		})
+	}
+}
+
 // writeFile writes b to a new file in dir and returns its path.
 func writeFile(t *testing.T, dir, name string, b []byte) string {
 	t.Helper()

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/skiff-paas/skiff/internal/addons/account"
 )
 
 // CapturePostgres writes a pg_dump custom-format dump of the database at
@@ -159,13 +161,13 @@ func (t Tools) ScratchPostgres(ctx context.Context, dir string) (url string, sto
 // scratchEnv is the environment of scratch servers.
 var scratchEnv = []string{"LC_ALL=C", "TZ=UTC", "PATH=/usr/bin:/bin"}
 
-func (t Tools) startPostgres(ctx context.Context, root string, a account) (*scratch, error) {
+func (t Tools) startPostgres(ctx context.Context, root string, a account.Account) (*scratch, error) {
 	password := randomHex(16)
 	pwfile := filepath.Join(root, "pwfile")
 	if err := os.WriteFile(pwfile, []byte(password+"\n"), 0o600); err != nil {
 		return nil, diskFull(err, root)
 	}
-	if err := a.chown(pwfile); err != nil {
+	if err := a.Chown(pwfile); err != nil {
 		return nil, err
 	}
 	data := filepath.Join(root, "data")
@@ -173,7 +175,7 @@ func (t Tools) startPostgres(ctx context.Context, root string, a account) (*scra
 	initdb := t.command(ctx, t.pg("initdb"), []string{"--pgdata=" + data, "--username=postgres",
 		"--auth=scram-sha-256", "--pwfile=" + pwfile, "--no-sync", "--encoding=UTF8", "--locale=C",
 		"--no-instructions"}, scratchEnv)
-	a.runAs(initdb, root)
+	runAs(initdb, root, a)
 	initdb.Stdout, initdb.Stderr = out, out
 	err := initdb.Run()
 	os.Remove(pwfile)
@@ -197,7 +199,7 @@ func (t Tools) startPostgres(ctx context.Context, root string, a account) (*scra
 			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 			"-c", "max_connections=20", "-c", "shared_buffers=32MB", "-c", "logging_collector=off",
 		}, scratchEnv)
-		a.runAs(cmd, root)
+		runAs(cmd, root, a)
 		// Immediate shutdown: the postmaster takes its children with it.
 		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
 		p, err := start(cmd, out)
@@ -227,11 +229,11 @@ func (t Tools) startPostgres(ctx context.Context, root string, a account) (*scra
 	}
 }
 
-// runAs makes cmd run as the account, in dir, in a process group of its
-// own (so that a terminal's ^C reaches us, not it).
-func (a account) runAs(cmd *exec.Cmd, dir string) {
+// runAs makes cmd run as a, in dir, in a process group of its own (so
+// that a terminal's ^C reaches us, not it).
+func runAs(cmd *exec.Cmd, dir string, a account.Account) {
 	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: a.cred}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: a.Cred}
 }
 
 // createDatabase makes a role that owns a database of the same name, both

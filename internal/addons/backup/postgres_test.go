@@ -200,37 +200,14 @@ func TestVerifyPostgres(t *testing.T) {
 	fewer["public.orders"] = 3001
 	missing := maps.Clone(counts)
 	missing["public.gone"] = 5
-	for _, tc := range []struct {
-		name string
-		file string
-		want map[string]int64
-		err  string // "" for none
-	}{
+	checkVerify(t, tools, skiff.AddonPostgres, "4 tables, 3,035 rows match", []verifyCase{
 		{"good", dump, counts, ""},
 		{"flipped", writeFile(t, dir, "flipped", flipped(good)), counts, "the backup cannot be restored"},
 		{"truncated", writeFile(t, dir, "truncated", good[:len(good)/2]), counts, "the backup cannot be restored"},
 		{"not a dump", writeFile(t, dir, "garbage", []byte("PGDMP but not really")), counts, "not a PostgreSQL dump"},
 		{"row count", dump, fewer, "public.orders has 3,000 rows, 3,001 captured"},
 		{"missing table", dump, missing, "public.gone is missing (5 rows captured)"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			note, err := tools.Verify(t.Context(), skiff.AddonPostgres, tc.file, tc.want)
-			t.Logf("note %q, err %v", note, err)
-			if tc.err == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if note != "4 tables, 3,035 rows match" {
-					t.Errorf("note %q", note)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Fatalf("Verify: %v, want an error saying %q", err, tc.err)
-			}
-		})
-	}
+	})
 }
 
 func TestCapturePostgresFullDisk(t *testing.T) {

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/skiff-paas/skiff/internal/addons/account"
 )
 
 // CaptureRedis writes an RDB snapshot of the Redis server at url to w
@@ -51,7 +53,7 @@ func (t Tools) captureRedis(ctx context.Context, url string, w io.Writer) (map[s
 	if err := t.fetchRDB(ctx, opt, rdb); err != nil {
 		return nil, err
 	}
-	if err := a.chown(rdb); err != nil {
+	if err := a.Chown(rdb); err != nil {
 		return nil, err
 	}
 	s, err := t.startRedis(ctx, root, a, true)
@@ -264,7 +266,7 @@ func (t Tools) loadRedis(ctx context.Context, dir, rdb string, replica bool) (*s
 // there is one. A replica keeps the keys whose time to live has run out
 // (a primary drops them as it loads), so that it counts every key of the
 // snapshot; its primary is a port of ours that never answers.
-func (t Tools) startRedis(ctx context.Context, root string, a account, replica bool) (*scratch, error) {
+func (t Tools) startRedis(ctx context.Context, root string, a account.Account, replica bool) (*scratch, error) {
 	var primary net.Listener
 	if replica {
 		// It lives as long as the server, lest another server take its
@@ -286,7 +288,7 @@ func (t Tools) startRedis(ctx context.Context, root string, a account, replica b
 }
 
 // runRedis starts redis-server in root, a replica of primary if not nil.
-func (t Tools) runRedis(ctx context.Context, root string, a account, primary net.Listener) (*scratch, error) {
+func (t Tools) runRedis(ctx context.Context, root string, a account.Account, primary net.Listener) (*scratch, error) {
 	password := randomHex(16)
 	for attempt := 1; ; attempt++ {
 		port, err := freePort()
@@ -312,12 +314,12 @@ func (t Tools) runRedis(ctx context.Context, root string, a account, primary net
 		if err := os.WriteFile(file, []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
 			return nil, diskFull(err, root)
 		}
-		if err := a.chown(file); err != nil {
+		if err := a.Chown(file); err != nil {
 			return nil, err
 		}
 		out := &tail{}
 		cmd := t.command(ctx, t.RedisServer, []string{file}, scratchEnv)
-		a.runAs(cmd, root)
+		runAs(cmd, root, a)
 		p, err := start(cmd, out)
 		if err != nil {
 			return nil, err

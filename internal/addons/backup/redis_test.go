@@ -172,36 +172,13 @@ func TestVerifyRedis(t *testing.T) {
 	dir := t.TempDir()
 	more := maps.Clone(counts)
 	more["db0"] = 400
-	for _, tc := range []struct {
-		name string
-		file string
-		want map[string]int64
-		err  string
-	}{
+	checkVerify(t, tools, skiff.AddonRedis, "2 databases, 309 keys match", []verifyCase{
 		{"good", file, counts, ""},
 		{"flipped", writeFile(t, dir, "flipped", flipped(good)), counts, "the backup cannot be restored"},
 		{"truncated", writeFile(t, dir, "truncated", good[:len(good)/2]), counts, "the backup cannot be restored"},
 		{"key count", file, more, "db0 has 306 keys, 400 captured"},
 		{"empty", file, nil, "db0 was not captured but has 306 keys"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			note, err := tools.Verify(t.Context(), skiff.AddonRedis, tc.file, tc.want)
-			t.Logf("note %q, err %v", note, err)
-			if tc.err == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if note != "2 databases, 309 keys match" {
-					t.Errorf("note %q", note)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Fatalf("Verify: %v, want an error saying %q", err, tc.err)
-			}
-		})
-	}
+	})
 }
 
 func TestCaptureRedisFullDisk(t *testing.T) {

@@ -11,14 +11,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/skiff-paas/skiff/internal/addons/account"
 )
 
 // Tools names the programs the package runs and where it may write. The
@@ -46,14 +46,11 @@ type Tools struct {
 	afterCount func()
 }
 
-// defaultUser is the OS user scratch servers run as by default.
-const defaultUser = "skiff-addons"
-
 // withDefaults returns t with its empty fields filled in; a program that
 // cannot be found stays empty, for needPostgres or needRedis to report.
 func (t Tools) withDefaults() Tools {
 	if t.PostgresBin == "" {
-		t.PostgresBin = newestPostgresBin()
+		t.PostgresBin = account.PostgresBin("pg_dump")
 	}
 	if t.RedisServer == "" {
 		t.RedisServer, _ = exec.LookPath("redis-server")
@@ -62,7 +59,7 @@ func (t Tools) withDefaults() Tools {
 		t.RedisCLI, _ = exec.LookPath("redis-cli")
 	}
 	if t.User == "" {
-		t.User = defaultUser
+		t.User = account.DefaultName
 	}
 	if t.TempDir == "" {
 		t.TempDir = os.TempDir()
@@ -86,83 +83,22 @@ func (t Tools) needRedis() error {
 	return nil
 }
 
-// newestPostgresBin is the bin directory of the newest PostgreSQL under
-// /usr/lib/postgresql.
-func newestPostgresBin() string {
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	best, bestV := "", -1.0
-	for _, d := range dirs {
-		v, err := strconv.ParseFloat(filepath.Base(filepath.Dir(d)), 64)
-		if err != nil {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(d, "pg_dump")); err == nil && v > bestV {
-			best, bestV = d, v
-		}
-	}
-	return best
-}
-
 // pg is the path of the PostgreSQL program name.
 func (t Tools) pg(name string) string { return filepath.Join(t.PostgresBin, name) }
 
-// account is who scratch servers run as.
-type account struct {
-	name     string
-	uid, gid int
-	cred     *syscall.Credential // nil: run as ourselves
-}
-
-var userMu sync.Mutex // serialises useradd
-
-// account looks up, and creates if need be, the user scratch servers run
-// as. When this process is not root they run as ourselves.
-func (t Tools) account() (account, error) {
-	if os.Geteuid() != 0 {
-		return account{uid: os.Geteuid(), gid: os.Getegid()}, nil
-	}
-	userMu.Lock()
-	defer userMu.Unlock()
-	u, err := user.Lookup(t.User)
+// account is the user scratch servers run as (see account.Ensure).
+func (t Tools) account() (account.Account, error) {
+	a, err := account.Ensure(t.User)
 	if err != nil {
-		var unknown user.UnknownUserError
-		if !errors.As(err, &unknown) {
-			return account{}, fmt.Errorf("look up user %s: %w", t.User, err)
-		}
-		out, err := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-			"--shell", "/usr/sbin/nologin", t.User).CombinedOutput()
-		if err != nil {
-			// 9: the name was taken meanwhile, by another process.
-			var exit *exec.ExitError
-			if !errors.As(err, &exit) || exit.ExitCode() != 9 {
-				return account{}, fmt.Errorf("create user %s: %w: %s", t.User, err, bytes.TrimSpace(out))
-			}
-		}
-		if u, err = user.Lookup(t.User); err != nil {
-			return account{}, fmt.Errorf("look up user %s: %w", t.User, err)
-		}
+		return account.Account{}, fmt.Errorf("the scratch servers' user (Tools.User): %w", err)
 	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	if uid == 0 {
-		return account{}, fmt.Errorf("scratch servers cannot run as %s: it is root; set Tools.User to an unprivileged user", t.User)
-	}
-	return account{name: t.User, uid: uid, gid: gid,
-		cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}, nil
-}
-
-// chown gives path to the account, when we run servers as another user.
-func (a account) chown(path string) error {
-	if a.cred == nil {
-		return nil
-	}
-	return os.Chown(path, a.uid, a.gid)
+	return a, nil
 }
 
 // scratchDir makes a directory of its own under dir (TempDir when empty)
 // for a scratch server, owned by the account, after checking the account
 // can reach it.
-func (t Tools) scratchDir(dir, pattern string, a account) (string, error) {
+func (t Tools) scratchDir(dir, pattern string, a account.Account) (string, error) {
 	if dir == "" {
 		dir = t.TempDir
 	}
@@ -170,55 +106,26 @@ func (t Tools) scratchDir(dir, pattern string, a account) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := a.reachable(abs); err != nil {
-		return "", err
+	// Running as ourselves, MkdirTemp says what we cannot reach.
+	if a.Cred != nil {
+		if err := a.Reachable(abs); err != nil {
+			return "", fmt.Errorf("scratch servers run as user %s, who cannot reach %s: %w, or use a directory every user may traverse, such as one under /tmp", a.Name, abs, err)
+		}
 	}
 	root, err := os.MkdirTemp(abs, pattern)
 	if err != nil {
 		return "", fmt.Errorf("make scratch directory: %w", diskFull(err, abs))
 	}
-	if err := a.chown(root); err != nil {
+	if err := a.Chown(root); err != nil {
 		os.RemoveAll(root)
 		return "", fmt.Errorf("make scratch directory: %w", err)
 	}
 	return root, nil
 }
 
-// reachable reports why the account cannot search its way into dir: every
-// directory on the path must grant it execute permission. Its
-// supplementary groups are dropped when servers start, so only its primary
-// group counts.
-func (a account) reachable(dir string) error {
-	if a.cred == nil {
-		return nil
-	}
-	for p := dir; ; p = filepath.Dir(p) {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		mode := fi.Mode().Perm()
-		var bit os.FileMode = 0o001
-		switch {
-		case ok && int(st.Uid) == a.uid:
-			bit = 0o100
-		case ok && int(st.Gid) == a.gid:
-			bit = 0o010
-		}
-		if mode&bit == 0 {
-			return fmt.Errorf("scratch servers run as user %s, who cannot reach %s: %s is mode %v; "+
-				"use a directory every user may traverse (chmod o+x), such as one under /tmp", a.name, dir, p, mode)
-		}
-		if p == filepath.Dir(p) {
-			return nil
-		}
-	}
-}
-
 // copyFile copies src to dst (created with mode 0600) and gives it to the
 // account.
-func copyFile(dst, src string, a account) error {
+func copyFile(dst, src string, a account.Account) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -235,7 +142,7 @@ func copyFile(dst, src string, a account) error {
 	if err := out.Close(); err != nil {
 		return diskFull(err, filepath.Dir(dst))
 	}
-	return a.chown(dst)
+	return a.Chown(dst)
 }
 
 // diskFull says that the disk is full, and where, when err is ENOSPC.

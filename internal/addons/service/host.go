@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -17,16 +16,16 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"github.com/skiff-paas/skiff/internal/addons/account"
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
 )
 
 // DefaultUser is the system user the servers run as unless Config.User
 // says otherwise.
-const DefaultUser = "skiff-addons"
+const DefaultUser = account.DefaultName
 
 // Config configures a service host.
 type Config struct {
@@ -71,14 +70,10 @@ type Host struct {
 	cfg   Config
 	st    *store.Store
 	log   *slog.Logger
-	cred  *syscall.Credential // the servers' user; nil: the host's own
+	acct  account.Account // the servers' user
 	ports *portClaims
 	ready atomic.Bool
 }
-
-// userMu serializes the creation of the service user within a process:
-// two useradd at once may fail to lock /etc/passwd.
-var userMu sync.Mutex
 
 // New validates cfg, applies its defaults, makes sure the service user
 // exists and the volume directory is there and reachable by that user,
@@ -91,7 +86,7 @@ func New(cfg Config, st *store.Store) (*Host, error) {
 		return nil, fmt.Errorf("service host: node name %q may not hold dots, wildcards or spaces", cfg.Node)
 	}
 	if cfg.PostgresBin == "" {
-		cfg.PostgresBin = newestPostgres()
+		cfg.PostgresBin = account.PostgresBin("postgres")
 	}
 	if cfg.RedisServer == "" {
 		cfg.RedisServer, _ = exec.LookPath("redis-server")
@@ -122,27 +117,21 @@ func New(cfg Config, st *store.Store) (*Host, error) {
 
 	h := &Host{cfg: cfg, st: st, log: cfg.Logger.With("role", "services", "node", cfg.Node),
 		ports: &portClaims{min: cfg.PortMin, max: cfg.PortMax, claimed: map[int]string{}}}
-	uid, gid := os.Getuid(), os.Getgid()
-	if os.Geteuid() == 0 {
-		u, err := serviceUser(cfg.User)
-		if err != nil {
-			return nil, err
-		}
-		uid, gid = u.uid, u.gid
-		h.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	if h.acct, err = account.Ensure(cfg.User); err != nil {
+		return nil, fmt.Errorf("service host: the service user (User): %w", err)
 	}
 	// The volumes are private to the service user; Dir itself only needs
 	// to let it through.
 	if err := os.MkdirAll(cfg.Dir, 0o711); err != nil {
 		return nil, fmt.Errorf("service host: make the volume directory: %w", err)
 	}
-	if h.cred != nil {
+	if h.acct.Cred != nil {
 		if err := os.Chmod(cfg.Dir, 0o711); err != nil {
 			return nil, fmt.Errorf("service host: %w", err)
 		}
 	}
-	if err := reachable(cfg.Dir, uid, gid); err != nil {
-		return nil, fmt.Errorf("service host: the service user %s cannot reach the volumes: %w", cfg.User, err)
+	if err := h.acct.Reachable(cfg.Dir); err != nil {
+		return nil, fmt.Errorf("service host: the service user %s cannot reach the volumes: %w, or choose another Dir", h.acct.Name, err)
 	}
 	return h, nil
 }
@@ -267,97 +256,6 @@ func (h *Host) clearStaleStatuses(ctx context.Context, running map[string]bool) 
 			h.log.Warn("delete a stale service status", "service", c.Key, "err", err)
 		}
 	}
-}
-
-// own gives path to the service user.
-func (h *Host) own(path string) error {
-	if h.cred == nil {
-		return nil
-	}
-	return os.Lchown(path, int(h.cred.Uid), int(h.cred.Gid))
-}
-
-// runUID is the user ID the servers run as.
-func (h *Host) runUID() int {
-	if h.cred == nil {
-		return os.Getuid()
-	}
-	return int(h.cred.Uid)
-}
-
-type serviceAccount struct{ uid, gid int }
-
-// serviceUser looks up the service user, creating it if missing.
-func serviceUser(name string) (serviceAccount, error) {
-	userMu.Lock()
-	defer userMu.Unlock()
-	u, err := user.Lookup(name)
-	if err != nil {
-		var unknown user.UnknownUserError
-		if !errors.As(err, &unknown) {
-			return serviceAccount{}, fmt.Errorf("service host: look up the service user %s: %w", name, err)
-		}
-		useradd, lerr := exec.LookPath("useradd")
-		if lerr != nil {
-			useradd = "/usr/sbin/useradd"
-		}
-		out, aerr := exec.Command(useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput()
-		if u, err = user.Lookup(name); err != nil { // another process may have made it meanwhile
-			if aerr == nil {
-				aerr = err
-			}
-			return serviceAccount{}, fmt.Errorf("service host: create the service user %s with useradd: %v: %s (create it yourself, or set the host's User to an existing unprivileged user)",
-				name, aerr, strings.TrimSpace(string(out)))
-		}
-	}
-	uid, err1 := strconv.Atoi(u.Uid)
-	gid, err2 := strconv.Atoi(u.Gid)
-	if err := errors.Join(err1, err2); err != nil {
-		return serviceAccount{}, fmt.Errorf("service host: service user %s: %w", name, err)
-	}
-	if uid == 0 {
-		return serviceAccount{}, fmt.Errorf("service host: the service user %s is root: PostgreSQL refuses to run as root; set User to an unprivileged user", name)
-	}
-	return serviceAccount{uid: uid, gid: gid}, nil
-}
-
-// reachable says why the user uid (of group gid) cannot traverse every
-// directory down to dir, or nil.
-func reachable(dir string, uid, gid int) error {
-	for p := dir; ; p = filepath.Dir(p) {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return nil
-		}
-		perm := fi.Mode().Perm()
-		if !(int(st.Uid) == uid && perm&0o100 != 0 || int(st.Gid) == gid && perm&0o010 != 0 || perm&0o001 != 0) {
-			return fmt.Errorf("%s is mode %04o, owned by uid %d: let others through it (chmod o+x %s) or choose another Dir", p, perm, st.Uid, p)
-		}
-		if p == filepath.Dir(p) {
-			return nil
-		}
-	}
-}
-
-// newestPostgres is the bin directory of the newest PostgreSQL installed
-// the Debian way, or "".
-func newestPostgres() string {
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	best, bestV := "", -1.0
-	for _, d := range dirs {
-		v, err := strconv.ParseFloat(filepath.Base(filepath.Dir(d)), 64)
-		if err != nil {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(d, "postgres")); err == nil && v > bestV {
-			best, bestV = d, v
-		}
-	}
-	return best
 }
 
 // portClaims are the ports the node's volumes hold, so that two services

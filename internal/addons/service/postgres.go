@@ -63,10 +63,10 @@ func (postgres) prepare(ctx context.Context, s *server, pw []byte, out *os.File)
 	if err := includeSkiffConf(filepath.Join(data, "postgresql.conf")); err != nil {
 		return nil, err
 	}
-	if err := writeFile(filepath.Join(data, "skiff.conf"), []byte(postgresConf(s.h.cfg.Addr, s.port, s.dir)), 0o600, s.h.own); err != nil {
+	if err := writeFile(filepath.Join(data, "skiff.conf"), []byte(postgresConf(s.h.cfg.Addr, s.port, s.dir)), 0o600, s.h.acct.Chown); err != nil {
 		return nil, err
 	}
-	if err := writeFile(filepath.Join(data, "pg_hba.conf"), []byte(pgHBA), 0o600, s.h.own); err != nil {
+	if err := writeFile(filepath.Join(data, "pg_hba.conf"), []byte(pgHBA), 0o600, s.h.acct.Chown); err != nil {
 		return nil, err
 	}
 	return []string{server, "-D", data}, nil
@@ -96,7 +96,7 @@ func initdb(ctx context.Context, s *server, bin, data string, pw []byte, out *os
 		return err
 	}
 	pwfile := filepath.Join(s.dir, ".pwfile")
-	if err := writeFile(pwfile, append(append([]byte{}, pw...), '\n'), 0o600, s.h.own); err != nil {
+	if err := writeFile(pwfile, append(append([]byte{}, pw...), '\n'), 0o600, s.h.acct.Chown); err != nil {
 		return fmt.Errorf("initdb: %w", err)
 	}
 	defer os.Remove(pwfile)

@@ -41,7 +41,7 @@ func (s *server) command(args []string, out *os.File, sig syscall.Signal) *exec.
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "LC_ALL=C.UTF-8", "HOME=" + s.dir, "TZ=UTC"}
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: sig, Credential: s.h.cred}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: sig, Credential: s.h.acct.Cred}
 	return cmd
 }
 

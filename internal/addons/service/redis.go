@@ -71,7 +71,7 @@ func (redisEngine) prepare(ctx context.Context, s *server, pw []byte, out *os.Fi
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read the users: %w", err)
 	}
-	if err := writeFile(acl, withDefaultUser(have, pw), 0o600, s.h.own); err != nil {
+	if err := writeFile(acl, withDefaultUser(have, pw), 0o600, s.h.acct.Chown); err != nil {
 		return nil, err
 	}
 	conf, err := redisConf(s.h.cfg.Addr, s.port, s.dir, svc, primary, pw)
@@ -79,7 +79,7 @@ func (redisEngine) prepare(ctx context.Context, s *server, pw []byte, out *os.Fi
 		return nil, err
 	}
 	path := filepath.Join(s.dir, "redis.conf")
-	if err := writeFile(path, []byte(conf), 0o600, s.h.own); err != nil {
+	if err := writeFile(path, []byte(conf), 0o600, s.h.acct.Chown); err != nil {
 		return nil, err
 	}
 	return []string{bin, path}, nil

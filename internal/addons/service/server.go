@@ -293,7 +293,7 @@ func (s *server) volume(kind string) error {
 	if err := os.Mkdir(s.dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("make the volume %s: %w", s.dir, err)
 	}
-	if err := s.h.own(s.dir); err != nil {
+	if err := s.h.acct.Chown(s.dir); err != nil {
 		return fmt.Errorf("give the volume to the service user: %w", err)
 	}
 	if err := os.Chmod(s.dir, 0o700); err != nil {
@@ -482,11 +482,11 @@ func (s *server) probe(ctx context.Context, proc *process, pw []byte, out chan<-
 // running on the volume, so that two never run on the same data.
 func (s *server) stopLeftover(eng engine) {
 	pid := readPidFile(eng.pidFile(s.dir))
-	if pid <= 0 || !serverAlive(pid, eng.command(), s.h.runUID()) {
+	if pid <= 0 || !serverAlive(pid, eng.command(), s.h.acct.UID) {
 		return
 	}
 	s.log.Warn("stopping a server left running by an earlier run of the service host", "pid", pid)
-	stopPid(pid, eng.stopSignal(), s.h.cfg.StopTimeout, func() bool { return serverAlive(pid, eng.command(), s.h.runUID()) })
+	stopPid(pid, eng.stopSignal(), s.h.cfg.StopTimeout, func() bool { return serverAlive(pid, eng.command(), s.h.acct.UID) })
 }
 
 // remove stops whatever runs on the volume, deletes the service's status

@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/skiff-paas/skiff/internal/addons/account"
 	"github.com/skiff-paas/skiff/internal/bus/bustest"
 	"github.com/skiff-paas/skiff/internal/secret"
 	"github.com/skiff-paas/skiff/internal/skiff"
@@ -301,15 +302,12 @@ type leftover struct {
 // would, but not as its child.
 func startLeftover(t *testing.T, data string) leftover {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(newestPostgres(), "postgres"), "-D", data)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if os.Geteuid() == 0 {
-		u, err := serviceUser(DefaultUser)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid)}
+	a, err := account.Ensure(DefaultUser)
+	if err != nil {
+		t.Fatal(err)
 	}
+	cmd := exec.Command(filepath.Join(account.PostgresBin("postgres"), "postgres"), "-D", data)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: a.Cred}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -602,21 +600,5 @@ func TestTailLines(t *testing.T) {
 	}
 	if got := tailLines(path, int64(b.Len()), 3); len(got) != 0 {
 		t.Errorf("nothing new = %q", got)
-	}
-}
-
-func TestReachable(t *testing.T) {
-	dir := t.TempDir()
-	private := filepath.Join(dir, "private")
-	if err := os.Mkdir(private, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	inner := filepath.Join(private, "volumes")
-	if err := os.Mkdir(inner, 0o711); err != nil {
-		t.Fatal(err)
-	}
-	err := reachable(inner, 65000, 65000)
-	if err == nil || !strings.Contains(err.Error(), "chmod o+x "+private) {
-		t.Errorf("reachable = %v, want advice to chmod %s", err, private)
 	}
 }
