@@ -149,7 +149,7 @@ func agentDriver(name, cgroup string) (agent.Driver, error) {
 }
 
 // AllRoles are the roles `skiff server` runs by default.
-var AllRoles = []string{skiff.RoleBus, skiff.RoleAPI, skiff.RoleSSH, skiff.RoleBuilder, skiff.RoleScheduler, skiff.RoleAgent, skiff.RoleRouter, skiff.RoleAddons}
+var AllRoles = []string{skiff.RoleBus, skiff.RoleAPI, skiff.RoleSSH, skiff.RoleBuilder, skiff.RoleScheduler, skiff.RoleAgent, skiff.RoleRouter, skiff.RoleAddons, skiff.RoleMetrics}
 
 // role is what the server needs of every role.
 type role interface {
@@ -418,6 +418,10 @@ func newRoles(ctx context.Context, cfg Config, st *store.Store) (_ map[string]ro
 			return nil, err
 		}
 		roles["services"] = h
+	}
+	if has(skiff.RoleMetrics) {
+		// The metrics role's parts, each an entry of the roles map of its
+		// own: logs and drains, metrics, usage and bills, alerts.
 	}
 	if has(skiff.RoleAddons) {
 		dir := cfg.AddonsDir

@@ -92,4 +92,6 @@ const (
 	RoleScheduler = "scheduler"
 	RoleAgent     = "agent"
 	RoleRouter    = "router"
+	// RoleMetrics keeps logs, metrics, usage and bills, and raises alerts.
+	RoleMetrics = "metrics"
 )
