@@ -9,19 +9,12 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skiff-paas/skiff/internal/skiff"
-)
-
-// Formats of backup files.
-const (
-	FormatPostgres = "pg_dump-custom"
-	FormatRedis    = "redis-rdb"
 )
 
 // capture takes a backup of an add-on.
@@ -64,42 +57,16 @@ func (m *Manager) dataURL(ctx context.Context, j *job, a skiff.Addon) (string, e
 	return m.superuserURL(svc, st.Addr)
 }
 
-// newBackupID stores a new backup record, numbered after the app's others
-// of its series: a001… for scheduled backups, b001… for the rest.
-func (m *Manager) newBackup(ctx context.Context, b skiff.Backup) (skiff.Backup, error) {
-	prefix := "b"
-	if b.Kind == skiff.BackupScheduled {
-		prefix = "a"
-	}
-	for try := 0; ; try++ {
-		all, err := m.st.Backups.Values(ctx, b.App+".*")
-		if err != nil {
-			return b, err
-		}
-		n := 0
-		for _, o := range all {
-			if k, err := strconv.Atoi(strings.TrimPrefix(o.ID, prefix)); err == nil && strings.HasPrefix(o.ID, prefix) && k > n {
-				n = k
-			}
-		}
-		b.ID = fmt.Sprintf("%s%03d", prefix, n+1)
-		_, err = m.st.Backups.Create(ctx, b.Key(), b)
-		if err == nil || !errors.Is(err, skiff.ErrConflict) || try == 5 {
-			return b, err
-		}
-	}
-}
-
 // captureHeld takes a backup of an add-on whose lease the job holds: the
 // file is written and checked on this node's disk first, then stored;
 // the record says done only once every byte is stored, and says failed,
 // with why, otherwise.
 func (m *Manager) captureHeld(ctx context.Context, j *job, a skiff.Addon, kind string) (*skiff.Backup, error) {
-	format := FormatPostgres
+	format := skiff.FormatPostgres
 	if a.Type == skiff.AddonRedis {
-		format = FormatRedis
+		format = skiff.FormatRedis
 	}
-	b, err := m.newBackup(ctx, skiff.Backup{App: a.App, Addon: a.Name, Type: a.Type, Kind: kind, State: skiff.BackupRunning,
+	b, err := m.st.NewBackup(ctx, skiff.Backup{App: a.App, Addon: a.Name, Type: a.Type, Kind: kind, State: skiff.BackupRunning,
 		Format: format, StartedAt: time.Now().UTC()})
 	if err != nil {
 		return nil, err
@@ -327,12 +294,21 @@ func (m *Manager) verify(ctx context.Context, j *job) (*skiff.Backup, error) {
 // verifyBackup checks a backup and records the result.
 func (m *Manager) verifyBackup(ctx context.Context, j *job, b skiff.Backup) (skiff.Backup, error) {
 	j.say("Verifying backup %s: restoring it into a scratch server", b.ID)
+	counted := false // an uploaded backup's contents are counted at its first verification
 	note, verr := func() (string, error) {
 		file, err := m.fetch(ctx, b)
 		if err != nil {
 			return "", err
 		}
 		defer os.Remove(file)
+		if b.Kind == skiff.BackupUploaded && b.Contents == nil {
+			got, note, err := m.cfg.Tools.Inspect(ctx, b.Type, file)
+			if err == nil {
+				b.Contents, counted = got, true
+				note += " restored (counted now: the backup was made elsewhere)"
+			}
+			return note, err
+		}
 		return m.cfg.Tools.Verify(ctx, b.Type, file, b.Contents)
 	}()
 	if ctx.Err() != nil {
@@ -346,6 +322,9 @@ func (m *Manager) verifyBackup(ctx context.Context, j *job, b skiff.Backup) (ski
 	}
 	v, _, err := m.st.Backups.Update(ctx, b.Key(), func(cur *skiff.Backup) error {
 		cur.Verified, cur.VerifiedAt, cur.VerifyNote = b.Verified, b.VerifiedAt, b.VerifyNote
+		if counted {
+			cur.Contents = b.Contents
+		}
 		return nil
 	})
 	if err != nil {

@@ -197,6 +197,7 @@ func (a *API) Handler() http.Handler {
 	auth("GET /v1/apps/{app}/addons/{addon}/tunnel", a.tunnel)
 	auth("GET /v1/apps/{app}/backups", a.listBackups)
 	auth("POST /v1/apps/{app}/backups", a.jobRoute(skiff.AddonOpCapture, a.captureBackup))
+	auth("POST /v1/apps/{app}/backups/upload", a.uploadBackup)
 	auth("GET /v1/apps/{app}/backups/{id}", a.getBackup)
 	auth("GET /v1/apps/{app}/backups/{id}/download", a.downloadBackup)
 	auth("POST /v1/apps/{app}/backups/{id}/restore", a.jobRoute(skiff.AddonOpRestore, a.restoreBackup))

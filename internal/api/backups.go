@@ -1,14 +1,19 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -320,4 +325,72 @@ func readOptionalJSON(r *http.Request, v any) error {
 		return nil
 	}
 	return decodeJSON(bytes.NewReader(data), v)
+}
+
+// uploadBackup stores a backup file made elsewhere (a download from this
+// or another installation, a pg_dump -Fc, an RDB file) as a backup of one
+// of the app's add-ons, which can then be verified and restored. The file
+// must be of the add-on's type; a SHA-256 sent in BackupSHA256Header must
+// match what arrived, or nothing is kept.
+func (a *API) uploadBackup(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
+	app, _, err := a.app(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ad, err := a.onlyAddon(r.Context(), app.Name, r.URL.Query().Get("addon"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	format, magic := skiff.FormatPostgres, skiff.MagicPostgres
+	if ad.Type == skiff.AddonRedis {
+		format, magic = skiff.FormatRedis, skiff.MagicRedis
+	}
+	body := bufio.NewReaderSize(r.Body, 64<<10)
+	if head, _ := body.Peek(len(magic)); string(head) != magic {
+		writeError(w, skiff.Errorf(skiff.KindInvalid, "upload a pg_dump archive in its custom format (pg_dump -Fc) to a postgres add-on, an RDB file to a redis one",
+			"the file is not a %s backup, which add-on %s takes", format, ad.Name))
+		return
+	}
+	b, err := a.st.NewBackup(r.Context(), skiff.Backup{App: app.Name, Addon: ad.Name, Type: ad.Type, Kind: skiff.BackupUploaded,
+		State: skiff.BackupRunning, Format: format, StartedAt: time.Now().UTC()})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	sum := sha256.New()
+	counted := &countingReader{r: io.TeeReader(body, sum)}
+	_, err = a.st.BackupFiles.Put(r.Context(), jetstream.ObjectMeta{Name: b.Key()}, counted)
+	b.Size, b.SHA256, b.FinishedAt = counted.n, hex.EncodeToString(sum.Sum(nil)), time.Now().UTC()
+	if want := r.Header.Get(skiff.BackupSHA256Header); err == nil && want != "" && !strings.EqualFold(want, b.SHA256) {
+		err = skiff.Errorf(skiff.KindInvalid, "upload the file again", "the upload arrived damaged: its SHA-256 is %.12s, the file's %.12s", b.SHA256, want)
+	}
+	ctx := context.WithoutCancel(r.Context())
+	if err != nil {
+		_ = a.st.BackupFiles.Delete(ctx, b.Key())
+		_ = a.st.Backups.Delete(ctx, b.Key())
+		writeError(w, err)
+		return
+	}
+	b.State = skiff.BackupDone
+	if _, err := a.st.Backups.Put(ctx, b.Key(), b); err != nil {
+		writeError(w, err)
+		return
+	}
+	a.st.Emit(skiff.Event{App: app.Name, Type: skiff.EventBackupCaptured, Actor: tok.User,
+		Message: fmt.Sprintf("Backup %s of %s uploaded by %s (%d bytes)", b.ID, ad.Name, tok.User, b.Size)})
+	writeJSON(w, http.StatusCreated, b)
+}
+
+// countingReader counts what is read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }

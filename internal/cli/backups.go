@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,7 +57,59 @@ to keep copies elsewhere (skiff backups pull).`,
 	e.appFlag(cmd)
 	e.jsonFlag(cmd)
 	cmd.AddCommand(backupsCaptureCommand(e), backupsInfoCommand(e), backupsDownloadCommand(e), backupsRestoreCommand(e),
-		backupsVerifyCommand(e), backupsScheduleCommand(e), backupsUnscheduleCommand(e), backupsTokenCommand(e), backupsPullCommand(e))
+		backupsVerifyCommand(e), backupsScheduleCommand(e), backupsUnscheduleCommand(e), backupsTokenCommand(e), backupsPullCommand(e),
+		backupsUploadCommand(e))
+	return cmd
+}
+
+func backupsUploadCommand(e *env) *cobra.Command {
+	var addon string
+	cmd := &cobra.Command{
+		Use:   "upload FILE -a APP [--addon NAME]",
+		Short: "Store a backup file made elsewhere, to verify and restore it",
+		Long: `Store a backup file as a backup of one of the app's add-ons (its only one
+unless --addon names another): a file of skiff backups download or pull,
+from this installation or another, or a dump of your own (pg_dump -Fc for
+PostgreSQL, an RDB file for Redis). The file must be of the add-on's
+type. Its SHA-256 is checked on arrival. Then verify it (which also counts
+what it holds) and restore it:
+
+  skiff backups verify ID -a APP
+  skiff backups restore ID -a APP --confirm APP`,
+		Example: `  skiff backups upload /srv/skiff-backups/shop/a012.dump -a shop`,
+		Args:    args(1, 1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			name, c, err := e.appClient()
+			if err != nil {
+				return err
+			}
+			f, err := os.Open(a[0])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			sum := sha256.New()
+			if _, err := io.Copy(sum, f); err != nil {
+				return fmt.Errorf("read %s: %w", a[0], err)
+			}
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return err
+			}
+			b, err := c.UploadBackup(cmd.Context(), name, addon, f, hex.EncodeToString(sum.Sum(nil)))
+			if err != nil {
+				return err
+			}
+			if e.g.json {
+				return e.printJSON(b)
+			}
+			fmt.Fprintf(e.stdout, "Uploaded %s as backup %s of %s (%s).\nVerify it: skiff backups verify %s -a %s\n",
+				a[0], b.ID, b.Addon, skiff.HumanBytes(b.Size), b.ID, name)
+			return nil
+		},
+	}
+	e.appFlag(cmd)
+	e.jsonFlag(cmd)
+	cmd.Flags().StringVar(&addon, "addon", "", "the add-on the backup is of (default: the app's only one)")
 	return cmd
 }
 

@@ -42,22 +42,31 @@ postgresql-client (Debian, Ubuntu), brew install libpq (macOS).`,
   skiff pg psql -a shop reports -- -c 'select count(*) from orders'
   skiff pg psql -a shop -- -f migrate.sql`,
 	})
+	cmd.AddCommand(psql, e.credentialsCommand(skiff.AddonPostgres, "PostgreSQL", "pg"))
+	return cmd
+}
+
+// credentialsCommand is "skiff pg credentials" or "skiff redis
+// credentials", for add-ons of type typ (kind in words, the command's
+// parent cmd).
+func (e *env) credentialsCommand(typ, kind, parent string) *cobra.Command {
 	credentials := &cobra.Command{
 		Use:     "credentials",
-		Short:   "Manage a PostgreSQL add-on's credentials",
-		Example: "  skiff pg credentials rotate -a shop",
+		Short:   "Manage a " + kind + " add-on's credentials",
+		Example: "  skiff " + parent + " credentials rotate -a shop",
 		Args:    args(0, 0),
 	}
 	rotate := &cobra.Command{
 		Use:   "rotate -a APP [ADDON]",
-		Short: "Give a PostgreSQL add-on's user a new password",
-		Long: `Give the add-on's database user a new password, and put the new URL in the
-app's config var, which makes a new release: the app's processes restart
-with it. Connections open with the old password are ended.`,
-		Example: "  skiff pg credentials rotate -a shop",
+		Short: "Give a " + kind + " add-on's user a new password",
+		Long: `Give the add-on's user a new password, and put the new URL in the app's
+config var, which makes a new release: the app's processes restart with
+it. Connections already open keep working until they close; new ones need
+the new password, so copies of the old URL elsewhere stop working.`,
+		Example: "  skiff " + parent + " credentials rotate -a shop",
 		Args:    args(0, 1),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			name, c, v, err := e.appAddon(cmd.Context(), first(a), skiff.AddonPostgres)
+			name, c, v, err := e.appAddon(cmd.Context(), first(a), typ)
 			if err != nil {
 				return err
 			}
@@ -72,15 +81,14 @@ with it. Connections open with the old password are ended.`,
 	}
 	e.appFlag(rotate)
 	credentials.AddCommand(rotate)
-	cmd.AddCommand(psql, credentials)
-	return cmd
+	return credentials
 }
 
 func redisCommand(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "redis",
-		Short:   "Work with an app's Redis add-ons: redis-cli",
-		Example: "  skiff redis cli -a shop",
+		Short:   "Work with an app's Redis add-ons: redis-cli, credentials",
+		Example: "  skiff redis cli -a shop\n  skiff redis credentials rotate -a shop",
 		Args:    args(0, 0),
 	}
 	cli := e.tunnelCommand(skiff.AddonRedis, &cobra.Command{
@@ -96,7 +104,7 @@ Ubuntu), brew install redis (macOS).`,
 		Example: `  skiff redis cli -a shop
   skiff redis cli -a shop -- info memory`,
 	})
-	cmd.AddCommand(cli)
+	cmd.AddCommand(cli, e.credentialsCommand(skiff.AddonRedis, "Redis", "redis"))
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"encoding/hex"
 	"errors"
 	"hash"
@@ -124,3 +125,21 @@ func (d *BackupDownload) Read(p []byte) (int, error) {
 
 // Close ends the download's request.
 func (d *BackupDownload) Close() error { return d.resp.Body.Close() }
+
+// UploadBackup stores a backup file made elsewhere as a backup of one of
+// the app's add-ons (its only one when addon is empty). sum, the file's
+// SHA-256 in hex, is checked by the server when given.
+func (c *Client) UploadBackup(ctx context.Context, app, addon string, file io.Reader, sum string) (skiff.Backup, error) {
+	var b skiff.Backup
+	q := url.Values{}
+	if addon != "" {
+		q.Set("addon", addon)
+	}
+	resp, err := c.requestWith(ctx, "POST", appPath(app, "backups", "upload"), q, LocalBody(file), "application/octet-stream",
+		http.Header{skiff.BackupSHA256Header: {sum}})
+	if err != nil {
+		return b, err
+	}
+	defer resp.Body.Close()
+	return b, json.NewDecoder(resp.Body).Decode(&b)
+}

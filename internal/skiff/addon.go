@@ -192,12 +192,21 @@ const (
 	BackupFailed  BackupState = "failed"
 )
 
+// Formats of backup files, and the bytes each begins with.
+const (
+	FormatPostgres = "pg_dump-custom"
+	FormatRedis    = "redis-rdb"
+	MagicPostgres  = "PGDMP"
+	MagicRedis     = "REDIS"
+)
+
 // Why a backup was taken.
 const (
 	BackupManual      = "manual"
 	BackupScheduled   = "scheduled"
 	BackupDestroy     = "before-destroy"
 	BackupRestore     = "before-restore"
+	BackupUploaded    = "uploaded" // made elsewhere: skiff backups upload
 	BackupVerifyOK    = "ok"
 	BackupVerifyError = "failed"
 )

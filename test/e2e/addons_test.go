@@ -194,13 +194,36 @@ func TestAddonsPostgres(t *testing.T) {
 	}
 	s.fails(4, "only pull backups", append([]string{"config", "-a", "shop"}, as...)...)
 
+	// A pulled copy comes back: uploaded, verified (which counts it), and
+	// restored, here into the other app's database.
+	out = s.ok("backups", "upload", filepath.Join(pulled, "shop", "b001.dump"), "-a", "rival")
+	if !strings.Contains(out, "Uploaded") {
+		t.Errorf("upload says:\n%s", out)
+	}
+	var up []struct {
+		ID   string `json:"id"`
+		Kind string `json:"kind"`
+	}
+	json.Unmarshal([]byte(s.ok("backups", "-a", "rival", "--json")), &up)
+	if len(up) != 1 || up[0].Kind != "uploaded" {
+		t.Fatalf("rival's backups after the upload: %+v", up)
+	}
+	if out := s.ok("backups", "verify", up[0].ID, "-a", "rival"); !strings.Contains(out, "2 tables, 3 rows restored") {
+		t.Errorf("verifying the uploaded backup:\n%s", out)
+	}
+	s.ok("backups", "restore", up[0].ID, "-a", "rival", "--confirm", "rival")
+	if got := mustSQL(t, rivalURL, "SELECT string_agg(name, ',' ORDER BY id) FROM items"); got != "apple,pear" {
+		t.Errorf("rival after restoring shop's pulled backup: %q", got)
+	}
+	s.fails(2, "not a pg_dump-custom backup", "backups", "upload", filepath.Join(s.data, "admin.token"), "-a", "rival")
+
 	// Destroy: confirmed, and after a last backup.
 	s.fails(2, "--confirm", "addons", "destroy", "postgres-1", "-a", "rival")
 	s.ok("addons", "destroy", "postgres-1", "-a", "rival", "--confirm", "rival")
 	if out := s.cli("config", "get", "-a", "rival", "DATABASE_URL"); strings.Contains(out.out, "postgres://") {
 		t.Errorf("rival keeps DATABASE_URL after the destroy: %s", out.out)
 	}
-	if bs := s.backups("rival"); len(bs) != 1 || bs[0].Kind != "before-destroy" {
+	if bs := s.backups("rival"); len(bs) != 3 || bs[0].Kind != "before-destroy" {
 		t.Errorf("rival's backups after the destroy: %+v", bs)
 	}
 	if _, err := sql(rivalURL, "SELECT 1"); err == nil {
@@ -293,6 +316,11 @@ func TestAddonsRedis(t *testing.T) {
 	}
 	cli("SET", "greeting", "hello")
 	cli("SET", "counter", "41")
+	s.ok("redis", "credentials", "rotate", "-a", "cache")
+	if got := cli("PING"); !strings.Contains(got, "WRONGPASS") && !strings.Contains(got, "invalid") {
+		t.Errorf("the old password after a rotate: %q", got)
+	}
+	redisURL = strings.TrimSpace(s.ok("config", "get", "-a", "cache", "REDIS_URL"))
 	if out := s.ok("redis", "cli", "-a", "cache", "--", "INCR", "counter"); strings.TrimSpace(out) != "42" {
 		t.Errorf("skiff redis cli: %q", out)
 	}
