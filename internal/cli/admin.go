@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -251,6 +252,7 @@ type progress struct {
 	w     io.Writer
 	what  string
 	total int64
+	mu    sync.Mutex // guards n and last: a body is read by the HTTP client's goroutine
 	n     int64
 	last  time.Time
 }
@@ -278,6 +280,8 @@ func (p *progress) show() {
 }
 
 func (p *progress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.w != nil && !p.last.IsZero() {
 		p.show()
 		fmt.Fprintln(p.w)
@@ -292,6 +296,8 @@ type progressReader struct {
 func (pr *progressReader) Read(b []byte) (int, error) {
 	n, err := pr.r.Read(b)
 	p := pr.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.n += int64(n)
 	if now := time.Now(); now.Sub(p.last) > 200*time.Millisecond {
 		p.last = now

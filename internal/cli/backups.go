@@ -95,7 +95,13 @@ what it holds) and restore it:
 			if _, err := f.Seek(0, io.SeekStart); err != nil {
 				return err
 			}
-			b, err := c.UploadBackup(cmd.Context(), name, addon, f, hex.EncodeToString(sum.Sum(nil)))
+			info, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			p := e.progress("Uploading "+filepath.Base(a[0]), info.Size())
+			b, err := c.UploadBackup(cmd.Context(), name, addon, p.reader(f), hex.EncodeToString(sum.Sum(nil)))
+			p.done()
 			if err != nil {
 				return err
 			}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -60,9 +61,15 @@ the release fails, in which case the previous release keeps serving.`,
 			}()
 			defer pr.Close()
 			fmt.Fprintf(e.stdout, "-----> Deploying %s to %s\n", abs, name)
-			_, err = c.Deploy(cmd.Context(), name, pr, description, func(line string) {
+			// On a terminal the upload shows its progress until the build
+			// starts talking.
+			p := e.progress("Uploading", 0)
+			var once sync.Once
+			_, err = c.Deploy(cmd.Context(), name, p.reader(pr), description, func(line string) {
+				once.Do(p.done)
 				fmt.Fprintln(e.stdout, line)
 			})
+			once.Do(p.done)
 			return err
 		},
 	}
