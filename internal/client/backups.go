@@ -3,8 +3,8 @@ package client
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"hash"
 	"io"

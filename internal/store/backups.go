@@ -35,4 +35,3 @@ func (s *Store) NewBackup(ctx context.Context, b skiff.Backup) (skiff.Backup, er
 		}
 	}
 }
-
