@@ -8,11 +8,11 @@ cd "$(dirname "$0")/.."
 # Programs the platform runs (mksquashfs, git, bash), the toolchains its
 # buildpacks use (python3 with venv, Node.js with npm; Go is below), and
 # what the tests drive (curl, ssh, ssh-keygen; ip and nsenter for the hosts
-# of the multi-host tests, which are network namespaces), and the servers
-# of the add-ons with their tools (PostgreSQL: postgres, initdb, pg_dump,
-# psql; Redis: redis-server, redis-cli).
+# of the multi-host tests, which are network namespaces; chromium, headless,
+# for the dashboard's test), and the servers of the add-ons with their tools
+# (PostgreSQL: postgres, initdb, pg_dump, psql; Redis: redis-server, redis-cli).
 packages=(squashfs-tools git curl ca-certificates python3 python3-venv python3-pip bash procps openssh-client unzip make iproute2 util-linux
-	postgresql postgresql-client redis-server redis-tools)
+	postgresql postgresql-client redis-server redis-tools chromium)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -29,6 +29,8 @@ func defaultDataDir() string {
 func serverCommand() *cobra.Command {
 	var cfg server.Config
 	var roles, logLevel string
+	var parseLogFlags func() error
+	var prices func() error // sets cfg.Prices from --prices and --price-*
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the Skiff platform on this machine",
@@ -47,10 +49,16 @@ next start every app comes back as it was.`,
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
 			}
+			if err := parseLogFlags(); err != nil {
+				return err
+			}
 			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			cfg.Out = cmd.OutOrStdout()
 			if roles != "" {
 				cfg.Roles = strings.Split(roles, ",")
+			}
+			if err := prices(); err != nil {
+				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -62,6 +70,7 @@ next start every app comes back as it was.`,
 		},
 	}
 	f := cmd.Flags()
+	prices = priceFlags(f, &cfg.Prices)
 	f.StringVar(&cfg.DataDir, "data", defaultDataDir(), "data directory: state, images, keys")
 	f.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:7070", "address of the HTTP API")
 	f.StringVar(&cfg.RouterAddr, "router-addr", ":8080", "address the router serves apps on")
@@ -97,6 +106,18 @@ next start every app comes back as it was.`,
 	_ = f.MarkHidden("cron-minute")
 	f.DurationVar(&cfg.AddonsTick, "addons-tick", 15*time.Second, "how often the addons leader looks for due backups (for tests)")
 	_ = f.MarkHidden("addons-tick")
+	f.StringVar(&cfg.SMTPAddr, "smtp-addr", "", "SMTP relay alerts are emailed through, host:port, e.g. smtp.example.com:587 (default: no email)")
+	f.StringVar(&cfg.SMTPFrom, "smtp-from", "", "address alerts' emails come from, e.g. skiff@example.com")
+	f.StringVar(&cfg.SMTPUser, "smtp-user", "", "user to log in to the SMTP relay as (with --smtp-password-file)")
+	f.StringVar(&cfg.SMTPPasswordFile, "smtp-password-file", "", "file holding the SMTP relay's password")
+	f.DurationVar(&cfg.WebhookBackoff, "webhook-backoff", 15*time.Second, "wait before a failed webhook delivery's second try; each next wait is 3 times longer (for tests)")
+	_ = f.MarkHidden("webhook-backoff")
+	f.DurationVar(&cfg.AlertTick, "alert-tick", 2*time.Second, "how often alert rules are evaluated (for tests)")
+	_ = f.MarkHidden("alert-tick")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "address to serve this process's Prometheus metrics on at /metrics, without a token, e.g. 127.0.0.1:9100 (default: none; the API serves them to admins)")
+	f.DurationVar(&cfg.MetricsGrace, "metrics-grace", 12*time.Second, "how long after a 10 s step its samples may still come (for tests)")
+	_ = f.MarkHidden("metrics-grace")
+	parseLogFlags = logFlags(f, &cfg.Logs)
 	cmd.AddCommand(joinTokenCommand())
 	return cmd
 }

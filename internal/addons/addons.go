@@ -178,6 +178,8 @@ func (m *Manager) serve(ctx context.Context, req skiff.AddonRequest) {
 	j := &job{AddonRequest: req, m: m, log: m.log.With("app", req.App, "addon", req.Addon, "op", req.Op, "job", req.ID)}
 	var res skiff.AddonResult
 	var err error
+	started := time.Now()
+	defer func() { observeJob(req.Op, err, started) }() // metrics.go
 	select {
 	case m.slots <- struct{}{}:
 		defer func() { <-m.slots }()
@@ -238,26 +240,9 @@ func (m *Manager) hold(ctx context.Context, app, addon string) (context.Context,
 		return nil, nil, skiff.Errorf(skiff.KindConflict, "wait for it to end (skiff addons info shows the add-on's state), then try again",
 			"another job is running on add-on %s of %s", addon, app)
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(m.st.LockTTL() / 4)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				if err := lease.Renew(ctx); err != nil && !lease.Held() {
-					cancel(fmt.Errorf("lost the lease of add-on %s: %w", addon, err))
-					return
-				}
-			}
-		}
-	}()
+	ctx, stop := lease.Hold(ctx)
 	return ctx, func() {
-		close(done)
-		cancel(nil)
+		stop()
 		rctx, c := context.WithTimeout(context.Background(), 2*time.Second)
 		lease.Release(rctx)
 		c()

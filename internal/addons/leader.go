@@ -18,7 +18,7 @@ func isNoSpace(err error) bool { return errors.Is(err, syscall.ENOSPC) }
 
 // UsageSubject is where an add-on's usage measures are published, in the
 // USAGE stream beside the instances' samples.
-func UsageSubject(app, addon string) string { return "usage." + app + ".addon." + addon }
+func UsageSubject(app, addon string) string { return skiff.AddonUsageSubject(app, addon) }
 
 // lead does what is due while this node holds the addons lease: every
 // tick, scheduled backups (each verified once taken), retention, usage
@@ -27,25 +27,10 @@ func UsageSubject(app, addon string) string { return "usage." + app + ".addon." 
 func (m *Manager) lead(ctx context.Context, lease *store.Lease) error {
 	// The lease is renewed on its own clock: the work of a tick may take
 	// longer than the lease lives. Losing it stops the work.
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	ctx, stop := lease.Hold(ctx)
+	defer stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() {
-		t := time.NewTicker(m.st.LockTTL() / 4)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := lease.Renew(ctx); err != nil && !lease.Held() {
-					cancel(err)
-					return
-				}
-			}
-		}
-	})
 	busy := map[string]bool{} // add-ons with a scheduled backup under way
 	var mu sync.Mutex         // guards busy
 	var measured time.Time
@@ -138,7 +123,9 @@ func (m *Manager) scheduled(ctx context.Context, a skiff.Addon) {
 		j.log.Info("scheduled backup put off", "err", err)
 		return
 	}
+	started := time.Now()
 	b, err := m.captureHeld(hctx, j, a, skiff.BackupScheduled)
+	observeJob("scheduled_backup", err, started) // metrics.go
 	release()
 	if err != nil {
 		j.log.Warn("scheduled backup failed", "err", err)
@@ -177,6 +164,9 @@ func (m *Manager) retain(ctx context.Context) {
 
 // measure records an add-on's usage in its record and the USAGE stream.
 func (m *Manager) measure(ctx context.Context, a skiff.Addon) {
+	// A server that is down is measured next time, not waited for.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	var u skiff.AddonUsage
 	var err error
 	switch a.Type {
@@ -201,13 +191,7 @@ func (m *Manager) measure(ctx context.Context, a skiff.Addon) {
 	if err := m.setAddon(ctx, &a, func(c *skiff.Addon) { c.Usage = &u }); err != nil {
 		return
 	}
-	data, _ := json.Marshal(struct {
-		App   string `json:"app"`
-		Addon string `json:"addon"`
-		Type  string `json:"type"`
-		Plan  string `json:"plan"`
-		skiff.AddonUsage
-	}{a.App, a.Name, a.Type, a.Plan, u})
+	data, _ := json.Marshal(skiff.AddonUsageSample{App: a.App, Addon: a.Name, Type: a.Type, Plan: a.Plan, AddonUsage: u})
 	if _, err := m.st.JS.Publish(ctx, UsageSubject(a.App, a.Name), data); err != nil {
 		m.log.Debug("record add-on usage", "err", err)
 	}

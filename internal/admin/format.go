@@ -179,6 +179,11 @@ var specs = []spec{
 	{bucket: skiff.BucketConfig, kind: fresh,
 		open: fieldOpener("sealed", "vars", true), seal: fieldSealer("vars", "sealed", true)},
 	{bucket: skiff.BucketFormation, kind: fresh},
+	{bucket: skiff.BucketWebhooks, kind: fresh,
+		open: fieldOpener("secret_sealed", "secret", false), seal: fieldSealer("secret", "secret_sealed", false)},
+	{bucket: skiff.BucketAlertRules, kind: fresh},
+	// Drains, with their delivery statuses (counts of what was sent).
+	{bucket: skiff.BucketDrains, kind: fresh},
 	{bucket: skiff.BucketReleases, kind: fresh,
 		open: fieldOpener("config_sealed", "config_vars", true), seal: sealRelease},
 	{bucket: skiff.BucketApps, kind: fresh},
@@ -198,6 +203,9 @@ var transient = map[string]string{
 	skiff.BucketServices:    addonsLeft,
 	skiff.BucketServiceStat: addonsLeft,
 	skiff.BucketBackups:     "backups are copied off with skiff backups pull or download",
+	skiff.BucketDeliveries:  "webhooks' past deliveries are history",
+	skiff.BucketUsageHours:  "usage per hour is history, as the USAGE stream is: take the bills first with skiff usage --csv",
+	skiff.BucketAlerts:      "alerts are raised again by the target's alert rules",
 }
 
 // addonsLeft says why the add-ons stay behind.

@@ -102,7 +102,13 @@ type Config struct {
 	// PortMin and PortMax bound the ports given to instances
 	// (default 20000-29999).
 	PortMin, PortMax int
-	Logger           *slog.Logger
+	// LogRate is how many lines a second each instance may log on
+	// average, LogBurst how many at once (default 5 s worth); lines over
+	// it are dropped and counted in a platform line (loglimit.go). 0: no
+	// limit.
+	LogRate  float64
+	LogBurst int
+	Logger   *slog.Logger
 }
 
 // Agent is the agent role.
@@ -308,6 +314,7 @@ func (ag *Agent) heartbeat(ctx context.Context, fence chan<- chan struct{}) {
 	defer t.Stop()
 	for {
 		node.Heartbeat, node.Load, node.Instances = time.Now().UTC(), loadAverage(), int(ag.count.Load())
+		node.DiskTotal, node.DiskUsed = diskUsage(ag.cfg.Dir)
 		next, err := ag.beat(ctx, &node, rev)
 		switch {
 		case errors.Is(err, errFenced):

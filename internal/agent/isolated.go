@@ -69,6 +69,10 @@ func (p *sandboxProcess) Done() <-chan struct{}           { return p.sb.Done() }
 func (p *sandboxProcess) Signal(sig syscall.Signal) error { return p.sb.Signal(sig) }
 func (p *sandboxProcess) Usage() (isolate.Usage, error)   { return p.sb.Usage() }
 
+// OOMKilled implements oomReporter: the cgroup's memory.events counted
+// an oom_kill.
+func (p *sandboxProcess) OOMKilled() bool { return p.sb.Result().OOMKilled }
+
 // ExitCode implements Process.
 func (p *sandboxProcess) ExitCode() int {
 	res := p.sb.Result()

@@ -41,6 +41,17 @@ func TestOutOfMemory(t *testing.T) {
 	if logs := h.logs("worker.1"); !strings.Contains(logs, "Process exited: out of memory") {
 		t.Errorf("logs:\n%s", logs)
 	}
+	// Told apart from other crashes: an instance.oom event, for webhooks.
+	var oom []skiff.Event
+	h.st.ReadEvents(context.Background(), store.EventQuery{App: inst.App}, func(ev skiff.Event) error {
+		if ev.Type == skiff.EventInstanceOOM {
+			oom = append(oom, ev)
+		}
+		return nil
+	})
+	if len(oom) == 0 || oom[0].Instance != "worker.1" || !strings.Contains(oom[0].Message, "over its 64 MiB memory limit") {
+		t.Errorf("instance.oom events: %+v", oom)
+	}
 }
 
 // TestUsageIsMeasured: an instance's CPU time and memory show in its

@@ -230,7 +230,7 @@ func (ag *Agent) oneOffFiles(spec *Spec, req oneoff.Request, a skiff.Assignment,
 	files := &oneOffIO{conn: conn}
 	switch {
 	case req.Detach:
-		spec.Stdout, spec.Stderr = ag.lineWriter(a), ag.lineWriter(a)
+		spec.Stdout, spec.Stderr = ag.outputs(a)
 	case req.TTY:
 		ptmx, tty, err := pty.Open()
 		if err != nil {

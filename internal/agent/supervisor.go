@@ -82,6 +82,7 @@ func (ag *Agent) supervise(ctx context.Context, in *instance) {
 		Generation: a.Generation, Node: ag.cfg.Node, State: skiff.StateStarting}
 	dir := filepath.Join(ag.cfg.Dir, "instances", a.ID)
 	defer func() {
+		states.forget(a.ID) // metrics.go
 		if !in.fenced {
 			bg, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -120,6 +121,11 @@ func (ag *Agent) supervise(ctx context.Context, in *instance) {
 			default:
 				reason = proc.ExitReason()
 				ag.platformLog(a, "Process exited: %s", reason)
+				if o, ok := proc.(oomReporter); ok && o.OOMKilled() {
+					ag.st.Emit(skiff.Event{App: a.App, Type: skiff.EventInstanceOOM, Release: a.Release, Instance: a.Name(),
+						Component: a.Name(), Message: fmt.Sprintf("Out of memory: %s was killed over its %s memory limit",
+							a.Name(), bytesLabel(ag.limits(a.Size).Memory))})
+				}
 			}
 		}
 		if time.Since(started) < quickExit {
@@ -131,6 +137,7 @@ func (ag *Agent) supervise(ctx context.Context, in *instance) {
 		prev := in.rec.State
 		in.rec.State, in.rec.Addr, in.rec.PID = skiff.StateCrashed, "", 0
 		in.rec.Restarts++
+		restarts.Inc() // metrics.go
 		in.rec.ExitReason = reason
 		in.rec.NextStart = time.Now().Add(delay).UTC()
 		newLoop := in.quick >= crashLoopAfter && !in.rec.CrashLoop
@@ -227,10 +234,11 @@ func (ag *Agent) start(ctx context.Context, in *instance, dir string) (Process, 
 
 	ag.platformLog(a, "Starting process with command `%s`", a.Command)
 	var proc Process
+	stdout, stderr := ag.outputs(a)
 	if a.Command == skiff.StaticCommand {
-		proc, err = startStatic(spec.Root, net.JoinHostPort(ag.cfg.Addr, strconv.Itoa(port)), ag.lineWriter(a), ag.lineWriter(a))
+		proc, err = startStatic(spec.Root, net.JoinHostPort(ag.cfg.Addr, strconv.Itoa(port)), stdout, stderr)
 	} else {
-		spec.Stdout, spec.Stderr = ag.lineWriter(a), ag.lineWriter(a)
+		spec.Stdout, spec.Stderr = stdout, stderr
 		proc, err = ag.cfg.Driver.Start(spec)
 	}
 	if err != nil {
@@ -473,6 +481,12 @@ func (ag *Agent) liveness(ctx context.Context, in *instance, addr string) <-chan
 	return failed
 }
 
+// oomReporter is a process whose driver tells an out-of-memory kill from
+// other deaths (the isolated driver, by its cgroup's oom_kill count).
+type oomReporter interface {
+	OOMKilled() bool
+}
+
 // measured is a process whose driver measures what it uses.
 type measured interface {
 	Usage() (isolate.Usage, error)
@@ -480,25 +494,30 @@ type measured interface {
 
 // sample measures the instance's process, if its driver can: the usage
 // goes into the instance's record (reported with its next change) and a
-// sample of what it used since the last one into the USAGE stream.
+// sample of what it used since the last one (at least how long it ran)
+// into the USAGE stream.
 func (ag *Agent) sample(ctx context.Context, in *instance, proc Process) {
-	m, ok := proc.(measured)
-	if !ok {
-		return
-	}
-	u, err := m.Usage()
-	if err != nil {
-		in.log.Debug("measure instance", "err", err)
-		return
-	}
 	now := time.Now()
 	interval := now.Sub(in.sampled).Seconds()
 	a := in.a
 	s := skiff.UsageSample{App: a.App, Instance: a.Name(), ID: a.ID, Release: a.Release, Node: ag.cfg.Node, Time: now.UTC(),
-		Interval: interval, CPUSeconds: (u.CPU - in.cpu).Seconds(), MemoryByteSeconds: float64(u.Memory) * interval,
-		Memory: u.Memory, MemoryPeak: u.MemoryPeak}
-	in.sampled, in.cpu = now, u.CPU
-	in.rec.Usage = &skiff.Usage{CPUSeconds: u.CPU.Seconds(), Memory: u.Memory, MemoryPeak: u.MemoryPeak, MemoryLimit: ag.limits(a.Size).Memory}
+		Interval: interval, Size: a.Size}
+	// A process the driver does not measure still counts its time, for
+	// instance-hours.
+	if m, ok := proc.(measured); ok {
+		u, err := m.Usage()
+		if err != nil {
+			in.log.Debug("measure instance", "err", err)
+			return
+		}
+		// A measure below the last (the last one lost at the end) adds
+		// nothing rather than taking back what was counted.
+		s.CPUSeconds = max(u.CPU-in.cpu, 0).Seconds()
+		s.MemoryByteSeconds, s.Memory, s.MemoryPeak = float64(u.Memory)*interval, u.Memory, u.MemoryPeak
+		in.cpu = max(u.CPU, in.cpu)
+		in.rec.Usage = &skiff.Usage{CPUSeconds: u.CPU.Seconds(), Memory: u.Memory, MemoryPeak: u.MemoryPeak, MemoryLimit: ag.limits(a.Size).Memory}
+	}
+	in.sampled = now
 	if err := ag.st.RecordUsage(ctx, s); err != nil {
 		in.log.Warn("record usage", "err", err)
 	}
@@ -659,6 +678,7 @@ func (ag *Agent) report(ctx context.Context, in *instance) {
 	if in.fenced {
 		return
 	}
+	states.set(in.rec.ID, in.rec.State) // metrics.go
 	key := in.rec.Key()
 	var rev uint64
 	var err error
@@ -696,18 +716,13 @@ func (ag *Agent) platformLog(a skiff.Assignment, format string, args ...any) {
 // maxLine is the longest log line kept whole; longer ones are split.
 const maxLine = 16 << 10
 
-// lineWriter returns a writer that publishes each line written to it as a
-// log line of a's instance.
-func (ag *Agent) lineWriter(a skiff.Assignment) io.WriteCloser {
-	return &lineWriter{emit: func(line []byte) {
-		ag.st.Log(a.App, skiff.SourceApp, a.Name(), string(line))
-	}}
-}
-
+// lineWriter calls emit with each line written to it (ag.outputs makes
+// them), and done, if set, once closed.
 type lineWriter struct {
 	mu   sync.Mutex
 	buf  []byte
 	emit func([]byte)
+	done func()
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
@@ -738,6 +753,9 @@ func (w *lineWriter) Close() error {
 	if len(w.buf) > 0 {
 		w.emit(w.buf)
 		w.buf = nil
+	}
+	if w.done != nil {
+		w.done()
 	}
 	return nil
 }

@@ -197,6 +197,9 @@ func (a *API) destroy(ctx context.Context, name string) error {
 			return err
 		}
 	}
+	if err := a.removeDrains(ctx, name); err != nil {
+		return err
+	}
 	logs, err := a.st.JS.Stream(ctx, skiff.StreamLogs)
 	if err == nil {
 		err = logs.Purge(ctx, jetstream.WithPurgeSubject(skiff.LogSubject(name, "*", ">")))

@@ -137,5 +137,7 @@ func (a *API) removeCert(w http.ResponseWriter, r *http.Request, tok skiff.Token
 		writeError(w, err)
 		return
 	}
+	a.st.Emit(skiff.Event{App: app.Name, Type: skiff.EventCertRemoved, Actor: tok.User,
+		Message: "Certificate of " + host + " removed by " + tok.User})
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -53,7 +53,7 @@ func (a *API) listNodes(w http.ResponseWriter, r *http.Request, _ skiff.Token) {
 // draining node's instances elsewhere, each new one up before its old
 // one stops.
 func (a *API) drainNode(drain bool) func(http.ResponseWriter, *http.Request, skiff.Token) {
-	return func(w http.ResponseWriter, r *http.Request, _ skiff.Token) {
+	return func(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 		name := r.PathValue("node")
 		n, _, err := a.st.Nodes.Update(r.Context(), name, func(n *skiff.Node) error {
 			if n.Drain == drain {
@@ -74,6 +74,7 @@ func (a *API) drainNode(drain bool) func(http.ResponseWriter, *http.Request, ski
 			msg = "Node " + name + " is draining: its instances move to other nodes"
 		}
 		a.log.Info(msg, "node", name)
+		a.st.Emit(skiff.Event{Type: skiff.EventNodeDrain, Node: name, Actor: tok.User, Message: msg + " (by " + tok.User + ")"})
 		writeJSON(w, http.StatusOK, skiff.NodeInfo{Node: n, Status: skiff.NodeStatus(n, 0, time.Now())})
 	}
 }

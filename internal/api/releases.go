@@ -119,6 +119,8 @@ func (a *API) rollback(w http.ResponseWriter, r *http.Request, tok skiff.Token) 
 		writeError(w, err)
 		return
 	}
+	a.st.Emit(skiff.Event{App: app.Name, Type: skiff.EventRollback, Release: rel.Version, Actor: tok.User,
+		Message: fmt.Sprintf("Rolled back to %s by %s: release %s", target.Label(), tok.User, rel.Label())})
 	writeJSON(w, http.StatusCreated, rel.View(app.Current))
 }
 

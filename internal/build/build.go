@@ -277,6 +277,7 @@ func (b *Builder) run(ctx context.Context, req skiff.BuildRequest) {
 		b.st.Emit(skiff.Event{App: req.App, Type: skiff.EventBuildSucceeded, Component: "build", Actor: req.Actor, Release: res.Release,
 			Message: fmt.Sprintf("Build succeeded in %s: release %s", time.Since(started).Round(time.Millisecond), skiff.VersionLabel(res.Release))})
 	}
+	observeBuild(err, time.Since(started)) // metrics.go
 	b.deleteSource(req.Source)
 	data, _ := json.Marshal(res)
 	if err := b.st.NC.Publish(skiff.BuildDoneSubject(req.ID), data); err != nil {

@@ -182,18 +182,4 @@ func instanceSummary(info skiff.AppInfo) string {
 }
 
 // ago writes how long ago t was, coarsely.
-func ago(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	d := time.Since(t)
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds ago", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm ago", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh ago", int(d.Hours()))
-	}
-	return t.Local().Format("2006-01-02")
-}
+func ago(t time.Time) string { return skiff.Ago(t, time.Now()) }

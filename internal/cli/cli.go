@@ -104,7 +104,7 @@ Log in once with the token the server printed, then deploy:
 		c.GroupID = "apps"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{psCommand(e), scaleCommand(e), restartCommand(e), runCommand(e), cronCommand(e), maintenanceCommand(e), logsCommand(e), releasesCommand(e), rollbackCommand(e)} {
+	for _, c := range []*cobra.Command{psCommand(e), scaleCommand(e), restartCommand(e), runCommand(e), cronCommand(e), maintenanceCommand(e), logsCommand(e), metricsCommand(e), drainsCommand(e), releasesCommand(e), rollbackCommand(e)} {
 		c.GroupID = "run"
 		root.AddCommand(c)
 	}
@@ -114,6 +114,11 @@ Log in once with the token the server printed, then deploy:
 	}
 	root.AddCommand(loginCommand(e), logoutCommand(e), versionCommand(e), keysCommand(e), gitCommand(e), usersCommand(e), gitHookCommand(e), nodesCommand(e))
 	root.AddCommand(adminCommand(e))
+	for _, c := range []*cobra.Command{eventsCommand(e), webhooksCommand(e), alertsCommand(e)} {
+		c.GroupID = "run"
+		root.AddCommand(c)
+	}
+	root.AddCommand(usageCommand(e))
 	root.PersistentPreRun = func(cmd *cobra.Command, args []string) {
 		e.stdin, e.stdout, e.stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
 	}

@@ -355,17 +355,23 @@ func (c *Client) Rollback(ctx context.Context, app string, version int) (skiff.R
 
 // LogQuery selects log lines.
 type LogQuery struct {
-	Tail    int    // lines of history to send first
+	Tail    int    // lines of history to send first; negative: the server's default
 	Follow  bool   // keep streaming new lines
 	Process string // web or web.1; empty for all
 	Source  string // app, router or platform; empty for all
+	Since   string // history from an age ago (1h) or a time (2026-11-24T10:00:00Z)
 }
 
 // Logs calls fn with each log line until the history is shown (or, when
 // following, until ctx ends or fn returns an error).
 func (c *Client) Logs(ctx context.Context, app string, q LogQuery, fn func(skiff.LogLine) error) error {
 	v := url.Values{}
-	v.Set("tail", strconv.Itoa(q.Tail))
+	if q.Tail >= 0 {
+		v.Set("tail", strconv.Itoa(q.Tail))
+	}
+	if q.Since != "" {
+		v.Set("since", q.Since)
+	}
 	if q.Follow {
 		v.Set("follow", "true")
 	}

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/skiff-paas/skiff/internal/skiff"
 )
 
 // Metrics of the router, per app, in Prometheus's registry (served on the
@@ -16,8 +18,10 @@ var (
 	}, []string{"app", "code"})
 	requestSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "skiff", Subsystem: "router", Name: "request_duration_seconds",
-		Help:    "Time from a request's head to the end of its response, per app.",
-		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		Help: "Time from a request's head to the end of its response, per app.",
+		// The buckets of the samples published (sample.go), so that they
+		// are read from these counts.
+		Buckets: skiff.LatencyBuckets[:],
 	}, []string{"app"})
 	responseBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "skiff", Subsystem: "router", Name: "response_bytes_total",

@@ -38,6 +38,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/skiff-paas/skiff/internal/image"
+	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
 )
 
@@ -70,7 +71,14 @@ type Config struct {
 	// static files and error pages from (images are fetched from the
 	// bus into it). Without it, every request goes to the app.
 	Images *image.Cache
-	Logger *slog.Logger
+	// Node names this router in the samples of its apps' metrics that it
+	// publishes every SampleInterval (sample.go); empty: it publishes
+	// none.
+	Node string
+	// SampleInterval is how often samples are published (default
+	// skiff.SampleInterval; tests shorten it).
+	SampleInterval time.Duration
+	Logger         *slog.Logger
 }
 
 // Router is the router role.
@@ -112,6 +120,9 @@ func New(cfg Config, st *store.Store) (*Router, error) {
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 30 * time.Second
+	}
+	if cfg.SampleInterval <= 0 {
+		cfg.SampleInterval = skiff.SampleInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -196,6 +207,14 @@ func (r *Router) Run(ctx context.Context) error {
 			r.writeAccessLog(ctx)
 		}()
 	}
+	// The last sample is taken once the requests under way have ended.
+	drained := make(chan struct{})
+	defer close(drained) // before wg.Wait
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.publishSamples(ctx, drained)
+	}()
 	served := make(chan error, 2)
 	go func() { served <- r.accept() }()
 	if r.tlsListener != nil {

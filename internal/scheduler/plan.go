@@ -49,6 +49,9 @@ type Plan struct {
 	Statuses []ReleaseChange
 	Current  []CurrentChange
 	Events   []skiff.Event
+	// Unplaced counts the slots that found no node this round; they are
+	// tried again the next (metrics.go).
+	Unplaced int
 }
 
 // Empty reports whether the plan changes nothing.
@@ -312,6 +315,7 @@ func (p *planner) releasePhase(app skiff.App, target Versioned[skiff.Release], a
 		node, why := p.pick(app, s.size, "")
 		if node == "" {
 			p.unplaced = why
+			p.Unplaced++
 			if target.Rev != 0 && p.Now.Sub(rel.DeployStarted) > p.BootTimeout {
 				p.fail(app.Name, target, nil, "the release command could not start: "+why)
 			}
@@ -495,6 +499,7 @@ func (p *planner) create(app skiff.App, rel skiff.Release, s slot, exclude strin
 	node, why := p.pick(app, s.size, exclude)
 	if node == "" {
 		p.unplaced = why
+		p.Unplaced++
 		return skiff.Assignment{}, false
 	}
 	a := skiff.Assignment{

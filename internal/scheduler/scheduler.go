@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -398,12 +399,20 @@ func (s *Scheduler) declare(ctx context.Context, snap *snapshot, dying []*skiff.
 		for _, a := range snap.assignments {
 			apps[a.App] = apps[a.App] || a.Node == n.Name
 		}
+		var affected []string
 		for app, had := range apps {
 			if had {
-				s.st.Emit(skiff.Event{App: app, Type: skiff.EventNodeDead, Component: "scheduler",
+				affected = append(affected, app)
+				s.st.Emit(skiff.Event{App: app, Type: skiff.EventNodeDead, Component: "scheduler", Node: n.Name,
 					Message: fmt.Sprintf("Node %s is dead (silent for %s): its instances are started on other nodes", n.Name, silent)})
 			}
 		}
+		sort.Strings(affected)
+		msg := fmt.Sprintf("Node %s is dead (silent for %s)", n.Name, silent)
+		if len(affected) > 0 {
+			msg += ": the instances of " + strings.Join(affected, ", ") + " on it are started on other nodes"
+		}
+		s.st.Emit(skiff.Event{Type: skiff.EventNodeDead, Component: "scheduler", Node: n.Name, Message: msg})
 	}
 	return true
 }
@@ -417,6 +426,7 @@ func (s *Scheduler) round(ctx context.Context, snap *snapshot, lease *store.Leas
 	st := s.state(snap, now)
 	dying := s.dying(snap, st.Nodes, now)
 	plan := Compute(st, newID)
+	unplacedSlots.Set(float64(plan.Unplaced))
 	if len(dying) == 0 && plan.Empty() {
 		return
 	}
@@ -452,6 +462,7 @@ func (s *Scheduler) round(ctx context.Context, snap *snapshot, lease *store.Leas
 			s.log.Warn("create assignment", "app", a.App, "instance", a.Name(), "err", err)
 			continue
 		}
+		placements.Inc()
 		snap.apply(update{bucket: skiff.BucketAssignments, key: a.Key(), rev: rev, value: a})
 	}
 	for _, a := range plan.Delete {
@@ -459,6 +470,7 @@ func (s *Scheduler) round(ctx context.Context, snap *snapshot, lease *store.Leas
 			s.log.Warn("delete assignment", "app", a.App, "instance", a.Name(), "err", err)
 			continue
 		}
+		removals.Inc()
 		delete(snap.assignments, a.Key())
 	}
 	for _, ev := range plan.Events {

@@ -346,7 +346,7 @@ func waitForCluster(ctx context.Context, b *bus.Bus, nc *nats.Conn, replicas int
 		}
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		_, err := js.Stream(sctx, skiff.StreamUsage) // the last one the state makes
+		_, err := js.Stream(sctx, skiff.StreamDeliveries) // the last one the state makes
 		return err == nil
 	})
 }

@@ -37,6 +37,10 @@ import (
 	"github.com/skiff-paas/skiff/internal/deploy"
 	"github.com/skiff-paas/skiff/internal/image"
 	"github.com/skiff-paas/skiff/internal/isolate"
+	"github.com/skiff-paas/skiff/internal/metrics"
+	"github.com/skiff-paas/skiff/internal/metrics/alerts"
+	"github.com/skiff-paas/skiff/internal/metrics/usage"
+	"github.com/skiff-paas/skiff/internal/metrics/webhooks"
 	"github.com/skiff-paas/skiff/internal/router"
 	"github.com/skiff-paas/skiff/internal/scheduler"
 	"github.com/skiff-paas/skiff/internal/secret"
@@ -116,6 +120,25 @@ type Config struct {
 	// CronMinute is how long a minute of scheduled jobs' schedules lasts:
 	// a minute, unless a test shortens it (a hidden flag).
 	CronMinute time.Duration
+	// MetricsGrace is how long after a 10 s step its samples may still
+	// come before its points are written (12 s; a hidden flag shortens
+	// it for tests). MetricsAddr, when set, is where this process serves
+	// its Prometheus metrics, without a token (prometheus.go).
+	MetricsGrace time.Duration
+	MetricsAddr  string
+	// Prices price the usage reports of the metrics role (docs/usage.md);
+	// zero prices are free.
+	Prices skiff.Prices
+	// SMTPAddr (host:port) and SMTPFrom, when set, are the relay and
+	// sender of alerts' emails; SMTPUser and the password in
+	// SMTPPasswordFile log in to it.
+	SMTPAddr, SMTPFrom, SMTPUser, SMTPPasswordFile string
+	// WebhookBackoff is the wait before a failed webhook delivery's second
+	// try (15 s; a hidden flag shortens it for tests). AlertTick is how
+	// often alert rules are evaluated (2 s).
+	WebhookBackoff, AlertTick time.Duration
+	// Logs: see logs.go.
+	Logs LogsConfig
 
 	Logger *slog.Logger
 	// Out receives the messages meant for the person who started the
@@ -281,13 +304,15 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if b != nil {
 		defer b.Shutdown()
+		defer registerCollector(b.Collector())() // prometheus.go
 	}
 	defer nc.Close()
 	replicas := 1
 	if clustered {
 		replicas = clusterReplicas
 	}
-	st, err := openStore(ctx, b, nc, box, store.Options{Replicas: replicas, Logger: log})
+	st, err := openStore(ctx, b, nc, box, store.Options{Replicas: replicas, Logger: log,
+		LogMaxAge: cfg.Logs.MaxAge, LogMaxBytes: cfg.Logs.MaxSize, LogAppMaxBytes: cfg.Logs.AppMaxSize})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for the cluster
@@ -361,10 +386,18 @@ func newRoles(ctx context.Context, cfg Config, st *store.Store) (_ map[string]ro
 	if err != nil {
 		return nil, err
 	}
+	if cfg.MetricsAddr != "" {
+		x, err := newExporter(cfg.MetricsAddr) // prometheus.go
+		if err != nil {
+			return nil, err
+		}
+		roles["prometheus"] = x
+		log.Info("serving Prometheus metrics", "addr", x.Addr())
+	}
 	routerPort := 0
 	if has(skiff.RoleRouter) {
 		rc := router.Config{Addr: cfg.RouterAddr, TLSAddr: cfg.RouterTLSAddr, Domain: cfg.Domain, AccessLog: true,
-			Images: images, Logger: log}
+			Images: images, Node: cfg.NodeName, Logger: log}
 		if cfg.ACMEDirectory != "" {
 			if cfg.RouterTLSAddr == "" {
 				return nil, errors.New("--acme-directory needs --router-tls-addr: certificates are proven and served on the TLS port")
@@ -404,7 +437,7 @@ func newRoles(ctx context.Context, cfg Config, st *store.Store) (_ map[string]ro
 		a, err := agent.New(agent.Config{
 			Node: cfg.NodeName, Addr: cfg.AgentAddr, Dir: filepath.Join(cfg.DataDir, "agent"), Images: images,
 			Roles: cfg.Roles, StopGrace: cfg.StopGrace, DrainDelay: cfg.DrainDelay, Driver: driver, Limits: limits, Logger: log,
-			Labels: cfg.Labels, Memory: cfg.NodeMemory,
+			Labels: cfg.Labels, Memory: cfg.NodeMemory, LogRate: cfg.Logs.Rate, LogBurst: cfg.Logs.Burst,
 		}, st)
 		if err != nil {
 			return nil, err
@@ -422,6 +455,33 @@ func newRoles(ctx context.Context, cfg Config, st *store.Store) (_ map[string]ro
 	if has(skiff.RoleMetrics) {
 		// The metrics role's parts, each an entry of the roles map of its
 		// own: logs and drains, metrics, usage and bills, alerts.
+		u, err := usage.New(usage.Config{Node: cfg.NodeName, Prices: cfg.Prices, Logger: log}, st)
+		if err != nil {
+			return nil, err
+		}
+		roles["usage"] = u
+		mail, err := mailer(cfg)
+		if err != nil {
+			return nil, err
+		}
+		wh, err := webhooks.New(webhooks.Config{Backoff: cfg.WebhookBackoff, Mail: mail, Logger: log}, st)
+		if err != nil {
+			return nil, err
+		}
+		roles["webhooks"] = wh
+		al, err := alerts.New(alerts.Config{Node: cfg.NodeName, Tick: cfg.AlertTick, Grace: cfg.BootTimeout, Logger: log}, st)
+		if err != nil {
+			return nil, err
+		}
+		roles["alerts"] = al
+		mr, err := metrics.New(metrics.Config{Node: cfg.NodeName, Grace: cfg.MetricsGrace, Logger: log}, st)
+		if err != nil {
+			return nil, err
+		}
+		roles["metrics"] = mr
+		if err := logRoles(cfg, st, roles); err != nil {
+			return nil, err
+		}
 	}
 	if has(skiff.RoleAddons) {
 		dir := cfg.AddonsDir

@@ -36,6 +36,9 @@ type App struct {
 	// Placement pins the app's instances to nodes with these labels
 	// (region=eu), set with skiff placement set.
 	Placement map[string]string `json:"placement,omitempty"`
+	// LogRetention bounds the app's logs (zero fields: the platform's
+	// defaults), set with skiff logs retention.
+	LogRetention LogRetention `json:"log_retention,omitzero"`
 }
 
 // RouterSettings are an app's settings of the router.

@@ -15,6 +15,10 @@ type Event struct {
 	// Component names who reports it in the logs: "api", "build",
 	// "scheduler", or an instance name such as "web.1".
 	Component string `json:"component"`
+	// Node names the node an event is about (node.dead, node.drain).
+	Node string `json:"node,omitempty"`
+	// Alert is set on alert.firing and alert.resolved (alert.go).
+	Alert *AlertNotice `json:"alert,omitempty"`
 }
 
 // Event types.
@@ -35,9 +39,11 @@ const (
 	EventDomainAdded       = "domain.added"
 	EventDomainRemoved     = "domain.removed"
 	EventInstanceCrashed   = "instance.crashed"
+	EventInstanceOOM       = "instance.oom" // killed over its memory limit
 	EventCrashLoop         = "instance.crash_loop"
 	EventMaintenance       = "app.maintenance"
 	EventCertAdded         = "cert.added"
+	EventCertRemoved       = "cert.removed"
 	EventNodeDead          = "node.dead"
 	EventNodeDrain         = "node.drain"
 	EventInstanceMoved     = "instance.moved"
@@ -50,6 +56,9 @@ const (
 	EventBackupRestored    = "backup.restored"
 	EventBackupVerified    = "backup.verified"
 	EventBackupVerifyFail  = "backup.verify_failed"
+	EventRollback          = "release.rollback"
+	EventAlertFiring       = "alert.firing"
+	EventAlertResolved     = "alert.resolved"
 )
 
 // BuildRequest asks a builder to turn an uploaded source archive into an

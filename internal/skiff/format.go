@@ -1,6 +1,9 @@
 package skiff
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // HumanBytes formats a size for people: "12.3 MiB".
 func HumanBytes(n int64) string {
@@ -13,4 +16,24 @@ func HumanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// Ago says coarsely how long before now t was, for people: "42s ago",
+// "5m ago", "3h ago", and past two days its date; "" for the zero time.
+func Ago(t, now time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return "just now" // a clock a little ahead of ours
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return t.Local().Format("2006-01-02")
 }

@@ -107,6 +107,8 @@ type UsageSample struct {
 	MemoryByteSeconds float64 `json:"memory_byte_seconds"`
 	Memory            int64   `json:"memory"`
 	MemoryPeak        int64   `json:"memory_peak"`
+	// Size is the process size (DefaultSize when empty), for billing.
+	Size string `json:"size,omitempty"`
 }
 
 // UsageSubject is the subject usage samples of app's instance id are
@@ -150,6 +152,11 @@ type Node struct {
 	// instances its agent runs.
 	Load      float64 `json:"load"`
 	Instances int     `json:"instances"`
+	// DiskTotal is the size of the filesystem of the node's data
+	// directory and DiskUsed how much of it is in use, in bytes, as its
+	// agent measures them (statfs) at each heartbeat.
+	DiskTotal int64 `json:"disk_total,omitempty"`
+	DiskUsed  int64 `json:"disk_used,omitempty"`
 	// State is NodeDead once the scheduler declared the node dead (its
 	// instances were placed elsewhere); empty while it is alive.
 	State      NodeState `json:"state,omitempty"`

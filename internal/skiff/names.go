@@ -23,6 +23,12 @@ const (
 	BucketServices    = "services"       // database servers wanted on nodes, by ServiceKey
 	BucketServiceStat = "service_status" // service hosts' reports, by service name
 	BucketBackups     = "backups"        // backup records by BackupKey
+	BucketUsageHours  = "usage_hours"    // each app's usage per hour (UsageHour by UsageHourKey)
+	BucketWebhooks    = "webhooks"       // Webhook by WebhookKey
+	BucketDeliveries  = "deliveries"     // WebhookStatus by webhook key: the last deliveries
+	BucketAlertRules  = "alert_rules"    // AlertRule by AlertRuleKey
+	BucketAlerts      = "alerts"         // Alert (pending, firing, resolved) by Alert.Key
+	BucketDrains      = "drains"         // Drain by DrainKey, and DrainStatus by DrainStatusKey
 )
 
 // Object stores.
@@ -37,6 +43,13 @@ const (
 	StreamLogs   = "LOGS"   // subjects logs.<app>.<source>.<process>
 	StreamEvents = "EVENTS" // subjects events.<app>.<type>
 	StreamUsage  = "USAGE"  // subjects usage.<app>.<instance id>
+	// StreamMetrics holds RouterSample on metrics.<app>.router.<node>
+	// (metrics.go); the points folded from samples are in the streams of
+	// Resolutions.
+	StreamMetrics = "METRICS"
+	// StreamDeliveries is the work queue of webhook and email deliveries
+	// (DeliveryJob), subjects deliveries.<target>.
+	StreamDeliveries = "DELIVERIES"
 )
 
 // Log sources: what wrote a log line.
@@ -61,8 +74,21 @@ func ParseLogSubject(subject string) (app, source, process string, ok bool) {
 	return parts[1], parts[2], parts[3], true
 }
 
-// EventSubject is the subject an event of app is published on.
-func EventSubject(app, typ string) string { return "events." + app + "." + typ }
+// EventSubject is the subject an event of app is published on; the
+// platform's own events (App "") go under PlatformScope.
+func EventSubject(app, typ string) string { return "events." + Scope(app) + "." + typ }
+
+// PlatformScope stands for the platform, rather than one app, in subjects
+// and keys: no app can be named so.
+const PlatformScope = "_platform"
+
+// Scope is app, or PlatformScope for "".
+func Scope(app string) string {
+	if app == "" {
+		return PlatformScope
+	}
+	return app
+}
 
 // Subjects of requests between roles.
 const (
@@ -75,6 +101,10 @@ const (
 	// agent in the queue group starts it and answers.
 	SubjectRun  = "skiff.run.request"
 	QueueAgents = "agents"
+	// SubjectUsage takes a UsageRequest; a node of the metrics role in
+	// the queue group answers with a UsageAnswer.
+	SubjectUsage = "skiff.usage.request"
+	QueueUsage   = "usage"
 )
 
 // BuildOutputSubject carries a build's output, one line per message.

@@ -118,6 +118,33 @@ func (l *Lease) Release(ctx context.Context) {
 	l.rev = 0
 }
 
+// Hold renews a held lease every quarter of its TTL, in a goroutine of its
+// own that owns the lease until stop returns, and returns a context that
+// ends when ctx does or when the lease is lost (context.Cause says why):
+// work that must stop without the lease, yet may take longer than the
+// lease lives, runs under it.
+func (l *Lease) Hold(ctx context.Context) (held context.Context, stop func()) {
+	held, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(l.ttl / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-held.Done():
+				return
+			case <-t.C:
+				if err := l.Renew(held); err != nil && !l.Held() {
+					cancel(err)
+					return
+				}
+			}
+		}
+	}()
+	return held, func() { cancel(nil); <-done }
+}
+
 // LeaseHolder names the holder of the lease name, or "" if nobody holds it.
 func (s *Store) LeaseHolder(ctx context.Context, name string) (string, error) {
 	e, err := s.locks.Get(ctx, name)

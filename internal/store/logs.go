@@ -37,7 +37,9 @@ func (s *Store) Emit(ev skiff.Event) {
 	if err != nil {
 		s.log.Warn("event dropped", "app", ev.App, "type", ev.Type, "err", err)
 	}
-	s.Log(ev.App, skiff.SourcePlatform, ev.Component, ev.Message)
+	if ev.App != "" { // the platform's own events have no app's logs
+		s.Log(ev.App, skiff.SourcePlatform, ev.Component, ev.Message)
+	}
 }
 
 // LogQuery selects log lines of one app.
@@ -52,6 +54,14 @@ type LogQuery struct {
 	Process string
 	// Source keeps only lines from app, router or platform.
 	Source string
+	// Since, when set, starts the history at the first line of that
+	// time: the last Tail lines from then on are shown.
+	Since time.Time
+}
+
+// LogDefaults is the retention of an app that has none of its own.
+func (s *Store) LogDefaults() skiff.LogRetention {
+	return skiff.LogRetention{MaxAge: s.opt.LogMaxAge, MaxSize: s.opt.LogAppMaxBytes}
 }
 
 func (q LogQuery) filters() []string {
@@ -70,12 +80,14 @@ func (q LogQuery) filters() []string {
 	}
 }
 
-// ReadLogs calls fn with the last q.Tail lines of q.App, oldest first, and
-// then, if q.Follow, with each new line until ctx ends.
+// ReadLogs calls fn with the last q.Tail lines of q.App (of those since
+// q.Since, when set), oldest first, and then, if q.Follow, with each new
+// line until ctx ends.
 //
 // To find where the tail starts without reading the whole history, it
 // counts the matching lines in a window at the end of the stream and widens
-// the window until it holds enough of them.
+// the window until it holds enough of them; from a time, JetStream finds
+// the first line of that time itself.
 func (s *Store) ReadLogs(ctx context.Context, q LogQuery, fn func(skiff.LogLine) error) error {
 	if q.Tail <= 0 && !q.Follow {
 		return nil
@@ -99,7 +111,28 @@ func (s *Store) ReadLogs(ctx context.Context, q LogQuery, fn func(skiff.LogLine)
 	}
 	var cons jetstream.Consumer
 	var pending, skip uint64
-	if q.Tail > 0 && info.State.Msgs > 0 {
+	if !q.Since.IsZero() {
+		since := q.Since.UTC()
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+		if cons, err = s.JS.CreateConsumer(ctx, skiff.StreamLogs, cfg); err != nil {
+			return fmt.Errorf("read logs: %w", err)
+		}
+		ci, err := cons.Info(ctx)
+		if err != nil {
+			s.dropConsumer(cons)
+			return fmt.Errorf("read logs: %w", err)
+		}
+		cfg.OptStartTime = nil
+		if pending = ci.NumPending; pending > uint64(q.Tail) {
+			// More lines since then than asked for: the last q.Tail
+			// lines, all of that time or later, are found as usual.
+			s.dropConsumer(cons)
+			cons, pending = nil, 0
+		}
+	}
+	switch {
+	case cons != nil: // from q.Since
+	case q.Tail > 0 && info.State.Msgs > 0:
 		window := uint64(q.Tail) * 4
 		if window < 1024 {
 			window = 1024
@@ -128,39 +161,19 @@ func (s *Store) ReadLogs(ctx context.Context, q LogQuery, fn func(skiff.LogLine)
 		if pending > uint64(q.Tail) {
 			skip = pending - uint64(q.Tail)
 		}
-	} else if cons, err = s.JS.CreateConsumer(ctx, skiff.StreamLogs, cfg); err != nil {
-		return fmt.Errorf("read logs: %w", err)
-	}
-	defer s.dropConsumer(cons)
-
-	if pending == 0 && !q.Follow {
-		return nil
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("read logs: %w", err)
-	}
-	defer it.Stop()
-	for n := uint64(0); q.Follow || n < pending; n++ {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+	default:
+		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+		if cons, err = s.JS.CreateConsumer(ctx, skiff.StreamLogs, cfg); err != nil {
 			return fmt.Errorf("read logs: %w", err)
 		}
-		if n < skip {
-			continue
-		}
-		line, ok := logLine(msg)
-		if !ok {
-			continue
-		}
-		if err := fn(line); err != nil {
-			return err
-		}
 	}
-	return nil
+	defer s.dropConsumer(cons)
+	return readMessages(ctx, cons, pending, skip, q.Follow, "read logs", func(msg jetstream.Msg) error {
+		if line, ok := logLine(msg); ok {
+			return fn(line)
+		}
+		return nil
+	})
 }
 
 func (s *Store) dropConsumer(c jetstream.Consumer) {

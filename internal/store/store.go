@@ -31,11 +31,18 @@ type Options struct {
 	// LogMaxAge and LogMaxBytes bound the LOGS stream (default 7 days, 1 GiB).
 	LogMaxAge   time.Duration
 	LogMaxBytes int64
+	// LogAppMaxBytes is how many bytes of logs each app keeps by default
+	// (default 64 MiB); apps may be given their own (skiff.LogRetention).
+	LogAppMaxBytes int64
 	// EventMaxAge bounds the EVENTS stream (default 90 days).
 	EventMaxAge time.Duration
 	// UsageMaxAge bounds the USAGE stream of metering samples (default
 	// 400 days: a year of bills and their disputes).
 	UsageMaxAge time.Duration
+	// MetricsMaxAge bounds the METRICS stream of routers' raw samples
+	// (default 7 days); the points folded from them keep as long as
+	// skiff.Resolutions say.
+	MetricsMaxAge time.Duration
 	// NodeTTL is how long a node record outlives its last heartbeat
 	// (default a day: a dead node stays listed, dead, for that long unless
 	// removed; a node that stops cleanly removes its own record).
@@ -56,11 +63,17 @@ func (o *Options) setDefaults() {
 	if o.LogMaxBytes == 0 {
 		o.LogMaxBytes = 1 << 30
 	}
+	if o.LogAppMaxBytes == 0 {
+		o.LogAppMaxBytes = min(64<<20, o.LogMaxBytes)
+	}
 	if o.EventMaxAge == 0 {
 		o.EventMaxAge = 90 * 24 * time.Hour
 	}
 	if o.UsageMaxAge == 0 {
 		o.UsageMaxAge = 400 * 24 * time.Hour
+	}
+	if o.MetricsMaxAge == 0 {
+		o.MetricsMaxAge = 7 * 24 * time.Hour
 	}
 	if o.NodeTTL == 0 {
 		o.NodeTTL = 24 * time.Hour
@@ -100,6 +113,13 @@ type Store struct {
 	Services    *Bucket[skiff.Service]
 	ServiceStat *Bucket[skiff.ServiceStatus]
 	Backups     *Bucket[skiff.Backup]
+	UsageHours  *Bucket[skiff.UsageHour] // the metrics role's hourly usage records
+	Webhooks    *Bucket[skiff.Webhook]
+	Deliveries  *Bucket[skiff.WebhookStatus]
+	AlertRules  *Bucket[skiff.AlertRule]
+	Alerts      *Bucket[skiff.Alert]
+	Drains      *Bucket[skiff.Drain]       // by skiff.DrainKey
+	DrainStats  *Bucket[skiff.DrainStatus] // the same bucket, by skiff.DrainStatusKey
 	locks       jetstream.KeyValue
 
 	Sources jetstream.ObjectStore
@@ -177,6 +197,13 @@ func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*St
 	s.Services = bucket[skiff.Service](open(skiff.BucketServices, jetstream.KeyValueConfig{}), s.log)
 	s.ServiceStat = bucket[skiff.ServiceStatus](open(skiff.BucketServiceStat, jetstream.KeyValueConfig{}), s.log)
 	s.Backups = bucket[skiff.Backup](open(skiff.BucketBackups, jetstream.KeyValueConfig{}), s.log)
+	s.UsageHours = bucket[skiff.UsageHour](open(skiff.BucketUsageHours, jetstream.KeyValueConfig{}), s.log)
+	s.Webhooks = bucket[skiff.Webhook](open(skiff.BucketWebhooks, jetstream.KeyValueConfig{}), s.log)
+	s.Deliveries = bucket[skiff.WebhookStatus](open(skiff.BucketDeliveries, jetstream.KeyValueConfig{}), s.log)
+	s.AlertRules = bucket[skiff.AlertRule](open(skiff.BucketAlertRules, jetstream.KeyValueConfig{}), s.log)
+	s.Alerts = bucket[skiff.Alert](open(skiff.BucketAlerts, jetstream.KeyValueConfig{}), s.log)
+	drains := open(skiff.BucketDrains, jetstream.KeyValueConfig{})
+	s.Drains, s.DrainStats = bucket[skiff.Drain](drains, s.log), bucket[skiff.DrainStatus](drains, s.log)
 	s.locks = open(skiff.BucketLocks, jetstream.KeyValueConfig{TTL: opt.LockTTL, LimitMarkerTTL: opt.LockTTL})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -242,7 +269,19 @@ func Open(ctx context.Context, nc *nats.Conn, box *secret.Box, opt Options) (*St
 		Storage:   jetstream.FileStorage,
 		Replicas:  opt.Replicas,
 		Retention: jetstream.LimitsPolicy,
+	}, {
+		// Webhook and email deliveries waiting for a try (DeliveryJob):
+		// each is taken by one metrics node and removed once delivered
+		// or given up; retries wait in the consumer.
+		Name:      skiff.StreamDeliveries,
+		Subjects:  []string{"deliveries.>"},
+		MaxAge:    24 * time.Hour,
+		Discard:   jetstream.DiscardOld,
+		Storage:   jetstream.FileStorage,
+		Replicas:  opt.Replicas,
+		Retention: jetstream.WorkQueuePolicy,
 	}}
+	streams = append(streams, metricsStreams(opt)...) // metrics.go
 	for _, cfg := range streams {
 		if cfg.Replicas = replicas(cfg.Name); cfg.Replicas > 1 {
 			cfg.PersistMode = jetstream.DefaultPersistMode // async is for one replica only

@@ -7,8 +7,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/skiff-paas/skiff/internal/skiff"
 )
 
@@ -35,48 +33,25 @@ type UsageHour struct {
 // UsageByHour sums app's usage samples from since on, per hour (UTC), in
 // time order. A sample counts in the hour its measurement ended.
 func (s *Store) UsageByHour(ctx context.Context, app string, since time.Time) ([]UsageHour, error) {
-	cons, err := s.JS.OrderedConsumer(ctx, skiff.StreamUsage, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{skiff.UsageSubject(app, "*")},
-		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
-		OptStartTime:   &since,
+	hours := map[time.Time]*UsageHour{}
+	err := s.Scan(ctx, skiff.StreamUsage, []string{skiff.UsageSubject(app, "*")}, since, func(_ string, data []byte, _ time.Time) bool {
+		var u skiff.UsageSample
+		if json.Unmarshal(data, &u) != nil {
+			return true
+		}
+		hour := u.Time.UTC().Truncate(time.Hour)
+		h := hours[hour]
+		if h == nil {
+			h = &UsageHour{Hour: hour}
+			hours[hour] = h
+		}
+		h.CPUSeconds += u.CPUSeconds
+		h.MemoryGBHours += u.MemoryByteSeconds / (1 << 30) / 3600
+		h.InstanceHours += u.Interval / 3600
+		return true
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read usage of %s: %w", app, err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read usage of %s: %w", app, err)
-	}
-	hours := map[time.Time]*UsageHour{}
-	for left := info.NumPending; left > 0; {
-		batch, err := cons.Fetch(int(min(left, 1000)), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return nil, fmt.Errorf("read usage of %s: %w", app, err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			var u skiff.UsageSample
-			if json.Unmarshal(m.Data(), &u) != nil {
-				continue
-			}
-			hour := u.Time.UTC().Truncate(time.Hour)
-			h := hours[hour]
-			if h == nil {
-				h = &UsageHour{Hour: hour}
-				hours[hour] = h
-			}
-			h.CPUSeconds += u.CPUSeconds
-			h.MemoryGBHours += u.MemoryByteSeconds / (1 << 30) / 3600
-			h.InstanceHours += u.Interval / 3600
-		}
-		if err := batch.Error(); err != nil {
-			return nil, fmt.Errorf("read usage of %s: %w", app, err)
-		}
-		if n == 0 {
-			break
-		}
-		left -= uint64(n)
 	}
 	out := make([]UsageHour, 0, len(hours))
 	for _, h := range hours {
