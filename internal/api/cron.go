@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/skiff-paas/skiff/internal/cron"
+	"github.com/skiff-paas/skiff/internal/schedule"
 	"github.com/skiff-paas/skiff/internal/skiff"
 )
 
@@ -30,7 +30,7 @@ func (a *API) listCron(w http.ResponseWriter, r *http.Request, tok skiff.Token) 
 	now := time.Now().UTC()
 	for i, j := range rel.Cron {
 		v := skiff.CronJobView{Index: i + 1, ID: j.ID(), Schedule: j.Schedule, Command: j.Command}
-		if s, err := cron.Parse(j.Schedule); err == nil {
+		if s, err := schedule.Parse(j.Schedule); err == nil {
 			v.NextRun = s.Next(now)
 		}
 		last, _, err := a.st.Cron.Get(r.Context(), skiff.CronLastKey(app.Name, v.ID))

@@ -10,7 +10,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/skiff-paas/skiff/internal/cron"
+	"github.com/skiff-paas/skiff/internal/schedule"
 	"github.com/skiff-paas/skiff/internal/skiff"
 )
 
@@ -222,7 +222,7 @@ func (m appJSON) noWebWanted() bool {
 
 // cronJobs checks app.json's cron entries and returns them cleaned up.
 func cronJobs(jobs []skiff.CronJob) ([]skiff.CronJob, error) {
-	out, err := cron.CheckJobs(jobs)
+	out, err := schedule.CheckJobs(jobs)
 	var e *skiff.Error
 	if errors.As(err, &e) {
 		return nil, skiff.Errorf(skiff.KindFailed, e.Hint, "app.json cron: %s", e.Message)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/skiff-paas/skiff/internal/oneoff"
+	"github.com/skiff-paas/skiff/internal/schedule"
 	"github.com/skiff-paas/skiff/internal/secret"
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
@@ -99,7 +100,7 @@ type job struct {
 	skiff.CronJob
 	index int
 	id    string
-	sched Schedule
+	sched schedule.Schedule
 }
 
 // term is what the leader knows while it leads; only lead touches it.
@@ -229,7 +230,7 @@ func (r *Runner) forget(ctx context.Context, app string) {
 func (r *Runner) parse(rel skiff.Release) []job {
 	var out []job
 	for i, j := range rel.Cron {
-		s, err := Parse(j.Schedule)
+		s, err := schedule.Parse(j.Schedule)
 		if err != nil {
 			r.log.Warn("skipping scheduled job", "app", rel.App, "release", rel.Version, "job", i+1, "err", err)
 			continue

@@ -1,4 +1,8 @@
-package cron
+// Package schedule reads the cron schedules of app.json: the five fields
+// and the @ shortcuts, in UTC, and when a schedule is next due. Builds
+// check a release's jobs with it, the API shows their next runs, and the
+// cron runner of the scheduler role starts them.
+package schedule
 
 import (
 	"errors"
