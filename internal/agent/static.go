@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/skiff-paas/skiff/internal/build/buildpack"
+	"github.com/skiff-paas/skiff/internal/static"
 )
 
 // startStatic serves the files of a static site's image at addr from the
@@ -23,7 +23,7 @@ import (
 // web instance. Each request is logged to stdout as
 // "GET /path 200 1234B 3ms"; the server's own errors go to stderr.
 func startStatic(root, addr string, stdout, stderr io.WriteCloser) (Process, error) {
-	h, err := buildpack.StaticHandler(root)
+	h, err := static.StaticHandler(root)
 	if err != nil {
 		stdout.Close()
 		stderr.Close()

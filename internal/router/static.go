@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/skiff-paas/skiff/internal/build/buildpack"
 	"github.com/skiff-paas/skiff/internal/skiff"
+	"github.com/skiff-paas/skiff/internal/static"
 )
 
 // What the router serves of an app by itself comes from the image of the
@@ -216,12 +216,12 @@ func (r *Router) tryStatic(ctx context.Context, app string, k staticKey) (*appSt
 		return nil, err
 	}
 	if site {
-		if s.site, err = buildpack.StaticHandler(root); err != nil {
+		if s.site, err = static.StaticHandler(root); err != nil {
 			return nil, err
 		}
 	}
 	for _, m := range rel.Static {
-		h, err := buildpack.StaticDir(root, m.Dir, cmp.Or(m.CacheControl, skiff.DefaultStaticCacheControl), passed)
+		h, err := static.StaticDir(root, m.Dir, cmp.Or(m.CacheControl, skiff.DefaultStaticCacheControl), passed)
 		if err != nil {
 			r.log.Warn("static prefix not served by the router", "app", app, "path", m.Path, "err", err)
 			continue

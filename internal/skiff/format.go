@@ -1,6 +1,7 @@
 package skiff
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 )
@@ -36,4 +37,19 @@ func Ago(t, now time.Time) string {
 		return fmt.Sprintf("%dh ago", int(d.Hours()))
 	}
 	return t.Local().Format("2006-01-02")
+}
+
+// LineColumn is the line and column, from 1, of byte offset off in data
+// (as encoding/json's SyntaxError gives it), for messages to people.
+func LineColumn(data []byte, off int64) (line, col int) {
+	if off > int64(len(data)) {
+		off = int64(len(data))
+	}
+	before := data[:off]
+	line = bytes.Count(before, []byte("\n")) + 1
+	col = int(off) - bytes.LastIndexByte(before, '\n')
+	if off > 0 {
+		col-- // Offset is after the byte that failed.
+	}
+	return line, max(col, 1)
 }

@@ -1,7 +1,6 @@
 package buildpack
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -277,7 +276,7 @@ func parsePackageJSON(data []byte) (packageJSON, error) {
 		var typ *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &syn):
-			line, col := jsonPosition(data, syn.Offset)
+			line, col := skiff.LineColumn(data, syn.Offset)
 			err = fmt.Errorf("line %d, column %d: %s", line, col, syn.Error())
 		case errors.As(err, &typ):
 			err = errors.New("it must be a JSON object")
@@ -293,20 +292,6 @@ func parsePackageJSON(data []byte) (packageJSON, error) {
 	json.Unmarshal(top["devDependencies"], &dev)
 	pkg.DevDeps = len(dev) > 0
 	return pkg, nil
-}
-
-// jsonPosition is the line and column of byte offset off in data.
-func jsonPosition(data []byte, off int64) (line, col int) {
-	if off > int64(len(data)) {
-		off = int64(len(data))
-	}
-	before := data[:off]
-	line = bytes.Count(before, []byte("\n")) + 1
-	col = int(off) - bytes.LastIndexByte(before, '\n')
-	if off > 0 {
-		col-- // Offset is after the byte that failed.
-	}
-	return line, max(col, 1)
 }
 
 var nodeRangeRe = regexp.MustCompile(`^(>=|\^|~|=|v)?\s*(\d+)(\.(\d+|x|\*)){0,2}$`)

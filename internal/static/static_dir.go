@@ -1,4 +1,4 @@
-package buildpack
+package static
 
 import (
 	"fmt"
@@ -16,10 +16,10 @@ import (
 // missing. The request's path is relative to dir: the caller strips the
 // URL prefix.
 func StaticDir(root, dir, cacheControl string, missing http.Handler) (http.Handler, error) {
-	cfg := defaultStaticConfig()
+	cfg := DefaultConfig()
 	cfg.Root = path.Clean(dir)
 	if cacheControl != "" {
-		cfg.Headers = []staticHeaders{{Path: "/**", Headers: map[string]string{"Cache-Control": cacheControl}}}
+		cfg.Headers = []HeaderRule{{Path: "/**", Headers: map[string]string{"Cache-Control": cacheControl}}}
 	}
 	if err := cfg.compile(); err != nil {
 		return nil, fmt.Errorf("static %s: %w", dir, err)
@@ -34,5 +34,5 @@ func StaticDir(root, dir, cacheControl string, missing http.Handler) (http.Handl
 		return nil, fmt.Errorf("static: directory %s: %w", dir, err)
 	}
 	docs.Close()
-	return &staticHandler{root: root, cfg: cfg, missing: missing}, nil
+	return &handler{root: root, cfg: cfg, missing: missing}, nil
 }

@@ -1,4 +1,4 @@
-package buildpack
+package static
 
 import (
 	"bytes"
@@ -52,12 +52,12 @@ const (
 // process.
 var compressed = newCompressCache(compressCacheSize)
 
-// staticServeEncoded sends the open file f compressed, and reports
+// serveEncoded sends the open file f compressed, and reports
 // whether it did; when not, the caller sends f as it is. The response's
 // headers are set but for the encoding's: Content-Type (never sniffed
 // here) and Etag, which may differ from tag, the digest of f's content,
 // through a header rule of the site.
-func staticServeEncoded(w http.ResponseWriter, r *http.Request, tag string, f *os.File, info os.FileInfo) bool {
+func serveEncoded(w http.ResponseWriter, r *http.Request, tag string, f *os.File, info os.FileInfo) bool {
 	hdr := w.Header()
 	// A header rule that sets Content-Encoding serves files compressed
 	// in the image.
@@ -280,11 +280,11 @@ func parseQValue(s string) (int, bool) {
 	return q, true
 }
 
-// staticContentType is the type of a file by its name's extension; ""
+// contentType is the type of a file by its name's extension; ""
 // if unknown. The web's types of a few compressible files come first:
 // Go's own table lacks them, and the host's may have them wrong (the
 // desktop's database makes .otf an OpenDocument formula template).
-func staticContentType(name string) string {
+func contentType(name string) string {
 	ext := path.Ext(name)
 	if ctype, ok := webTypes[strings.ToLower(ext)]; ok {
 		return ctype

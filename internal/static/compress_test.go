@@ -1,4 +1,4 @@
-package buildpack
+package static
 
 import (
 	"bytes"
@@ -100,8 +100,8 @@ func TestCompressibleType(t *testing.T) {
 	}
 	for name, want := range map[string]bool{"a.js": true, "a.css": true, "a.svg": true, "a.json": true, "a.wasm": true,
 		"a.txt": true, "a.ttf": true, "a.otf": true, "a.webmanifest": true, "a.png": false, "a.woff2": false, "a": false} {
-		if got := compressibleType(staticContentType(name)); got != want {
-			t.Errorf("%s (%q): %v, want %v", name, staticContentType(name), got, want)
+		if got := compressibleType(contentType(name)); got != want {
+			t.Errorf("%s (%q): %v, want %v", name, contentType(name), got, want)
 		}
 	}
 }
@@ -174,11 +174,7 @@ func compressedSite(t *testing.T) (http.Handler, map[string]string) {
 		"pre.js":      textOf(t.Name()+"pre", 1000),
 		"big.txt":     textOf(t.Name()+"big", compressMaxSize+1),
 	}
-	dir, out, err := compileStatic(t, files)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	h, err := StaticHandler(dir)
+	h, err := StaticHandler(buildSite(t, files))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +349,7 @@ func TestStaticCompressionConditional(t *testing.T) {
 func TestStaticCompressionForgedETag(t *testing.T) {
 	victim, forger := t.TempDir(), t.TempDir()
 	victimJS, forgerJS := textOf(t.Name()+"victim", 3000), textOf(t.Name()+"forger", 3000)
-	tag, err := staticETag(strings.NewReader(victimJS))
+	tag, err := contentETag(strings.NewReader(victimJS))
 	if err != nil {
 		t.Fatal(err)
 	}
