@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/net/http2"
 
 	"github.com/skiff-paas/skiff/internal/skiff"
@@ -136,9 +135,9 @@ func TestHTTP2AccessLogAndMetrics(t *testing.T) {
 	e := startWith(t, func(c *Config) { c.AccessLog = true })
 	addr, _ := echo(t)
 	client := e.h2App(t, "h2shop", "www.h2shop.example", addr)
-	ok := func() float64 { return testutil.ToFloat64(requestsTotal.WithLabelValues("h2shop", "2xx")) }
-	unavailable := func() float64 { return testutil.ToFloat64(requestsTotal.WithLabelValues("h2shop", "5xx")) }
-	okBefore, bytesBefore := ok(), testutil.ToFloat64(responseBytes.WithLabelValues("h2shop"))
+	ok := func() float64 { return metricValue(t, "skiff_router_requests_total", "h2shop", "2xx") }
+	unavailable := func() float64 { return metricValue(t, "skiff_router_requests_total", "h2shop", "5xx") }
+	okBefore, bytesBefore := ok(), metricValue(t, "skiff_router_response_bytes_total", "h2shop", "")
 
 	req, _ := http.NewRequest("GET", "https://www.h2shop.example/cart?id=1", nil)
 	req.Header.Set("X-Request-Id", "abcdefghijklmnopqrstuvwxyz")
@@ -159,7 +158,7 @@ func TestHTTP2AccessLogAndMetrics(t *testing.T) {
 		}
 	}
 	eventually(t, func() bool { return ok()-okBefore >= 1 })
-	if d := testutil.ToFloat64(responseBytes.WithLabelValues("h2shop")) - bytesBefore; d < float64(len(body)) {
+	if d := metricValue(t, "skiff_router_response_bytes_total", "h2shop", "") - bytesBefore; d < float64(len(body)) {
 		t.Errorf("%v bytes counted for a body of %d", d, len(body))
 	}
 

@@ -5,8 +5,9 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
+
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/skiff-paas/skiff/internal/netx"
@@ -109,14 +110,32 @@ func (b *backend) conn() (c *backendConn, reused bool, err error) {
 
 // alive checks, without blocking, that an idle connection was not closed
 // by the backend meanwhile (nor sent anything unasked).
+//
+// It peeks at the socket itself (MSG_PEEK|MSG_DONTWAIT): a read with a
+// deadline already past would not do, as Go answers it with the timeout
+// before asking the kernel anything.
 func alive(c *backendConn) bool {
 	if c.br.Buffered() > 0 {
 		return false
 	}
-	c.SetReadDeadline(time.Now().Add(-time.Second))
-	_, err := c.br.Peek(1)
-	c.SetReadDeadline(time.Time{})
-	return errors.Is(err, os.ErrDeadlineExceeded)
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	live := false
+	var b [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		// Nothing to read is the one good answer: data unasked for, the
+		// end of the stream (n == 0) or an error all mean not reusable.
+		live = n <= 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
+		return true // never wait
+	})
+	return err == nil && live
 }
 
 // get hands out the newest idle connection, or nil.

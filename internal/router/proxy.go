@@ -16,8 +16,8 @@ import (
 	"github.com/skiff-paas/skiff/internal/skiff"
 )
 
-// Timeouts of client connections.
-const (
+// Timeouts of client connections (variables for the tests).
+var (
 	headTimeout = 30 * time.Second  // to send a request's head once it has begun
 	keepIdle    = 120 * time.Second // between requests on one connection
 )
@@ -43,6 +43,10 @@ type clientConn struct {
 	entry     accessEntry // the current request's access log entry
 	// fwdErr is why the last forward asked for a retry.
 	fwdErr error
+	// deadline is the read deadline set on c (zero: none).
+	deadline time.Time
+	// began is when the current request was routed: X-Request-Start.
+	began time.Time
 }
 
 // countingConn counts the bytes written to a client, for the access log.
@@ -70,6 +74,7 @@ func (r *Router) serveConn(c net.Conn, secure bool) {
 	cc.br.Reset(c)
 	cc.bw.Reset(&cc.out)
 	cc.ip = cc.ip[:0]
+	cc.deadline = time.Time{}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		cc.ip = append(cc.ip, a.IP.String()...)
 	}
@@ -86,14 +91,17 @@ func (r *Router) serveConn(c net.Conn, secure bool) {
 		clientConns.Put(cc)
 	}()
 	for {
-		c.SetReadDeadline(time.Now().Add(keepIdle))
+		if cc.br.Buffered() == 0 {
+			cc.awaitRequest()
+		}
 		if _, err := cc.br.Peek(1); err != nil {
 			return // closed, idle too long, or the router is shutting down
 		}
 		cc.active.Store(true)
-		c.SetReadDeadline(time.Now().Add(headTimeout))
+		if !headBuffered(cc.br) {
+			cc.setReadDeadline(time.Now().Add(headTimeout))
+		}
 		err := cc.req.parseRequest(cc.br)
-		c.SetReadDeadline(time.Time{})
 		if err != nil {
 			var he *httpError
 			if errors.As(err, &he) {
@@ -107,6 +115,48 @@ func (r *Router) serveConn(c net.Conn, secure bool) {
 			return
 		}
 	}
+}
+
+// Read deadlines of a client connection. Setting one costs a timer
+// change in the runtime, so a request does not set any in the usual case:
+// the idle deadline is moved forward at most once a second (a 120th of
+// keepIdle, so a connection may be closed that much early), and the head
+// timeout is set only when the head is not all buffered already. Reads
+// other than the head's (bodies, tunnels) clear the deadline first
+// (readsBody).
+
+// awaitRequest sets the deadline for the next request to begin, unless
+// the one set is within a 120th of keepIdle of it.
+func (cc *clientConn) awaitRequest() {
+	now := time.Now()
+	if cc.deadline.IsZero() || cc.deadline.Sub(now) < keepIdle-keepIdle/120 {
+		cc.setReadDeadline(now.Add(keepIdle))
+	}
+}
+
+// readsBody clears the read deadline before the body of a request, or a
+// tunnel, is read from the client: they may take as long as they take.
+// Always, not only when one was set here: a shutdown may have set one to
+// wake the connection as it began this request.
+func (cc *clientConn) readsBody() { cc.setReadDeadline(time.Time{}) }
+
+func (cc *clientConn) setReadDeadline(t time.Time) {
+	cc.deadline = t
+	cc.c.SetReadDeadline(t)
+}
+
+// headBuffered reports whether br holds a whole request head already
+// (after any empty lines before it), so that reading it cannot block.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
+		b = b[1:]
+	}
+	i := bytes.Index(b, []byte("\n\r\n"))
+	if i < 0 {
+		i = bytes.Index(b, []byte("\n\n"))
+	}
+	return i >= 0
 }
 
 // reply answers the current request with a plain-text page of the
@@ -184,6 +234,7 @@ func (cc *clientConn) proxy() bool {
 	}
 	cc.startEntry(e.name, host)
 	began, sent := time.Now(), cc.out.n
+	cc.began = began
 	defer func() {
 		cc.entry.bytes = cc.out.n - sent
 		e.metrics.observe(cc.entry.status, time.Since(began), cc.entry.bytes)
@@ -219,7 +270,10 @@ func (cc *clientConn) proxy() bool {
 	}
 
 	cc.tried = cc.tried[:0]
-	now := time.Now().UnixNano()
+	now := began.UnixNano()
+	// Connect and service times are for the access log only: without
+	// one, a request reads the clock twice (here and at its end).
+	timed := cc.r.access != nil
 	var stuck *backend // the backend the client's sticky cookie names
 	if settings.Sticky {
 		stuck = rt.byID(req.cookie(skiff.StickyCookie), now)
@@ -239,9 +293,14 @@ func (cc *clientConn) proxy() bool {
 			cc.replyPage(502, static.pageFor(false), "App "+e.name+" did not answer the request.\n", !keep)
 			return keep
 		}
-		began := time.Now()
+		var t time.Time
+		if timed {
+			t = time.Now()
+		}
 		bc, reused, err := b.conn()
-		cc.entry.connect += time.Since(began)
+		if timed {
+			cc.entry.connect += time.Since(t)
+		}
 		if err != nil {
 			// Refused or unreachable: nothing was sent; the backend is
 			// skipped for a while, and another one tried.
@@ -251,9 +310,13 @@ func (cc *clientConn) proxy() bool {
 		}
 		b.inflight.Add(1)
 		cc.entry.dyno = b.name
-		began = time.Now()
+		if timed {
+			t = time.Now()
+		}
 		result := cc.forward(bc)
-		cc.entry.service += time.Since(began)
+		if timed {
+			cc.entry.service += time.Since(t)
+		}
 		b.inflight.Add(-1)
 		switch result {
 		case forwarded:
@@ -322,6 +385,9 @@ func idempotent(method []byte) bool {
 func (cc *clientConn) forward(bc *backendConn) outcome {
 	req, resp := &cc.req, &cc.resp
 	cc.writeRequestHead(bc.bw)
+	if req.hasBody() {
+		cc.readsBody()
+	}
 	var err error
 	switch {
 	case req.chunked:
@@ -488,7 +554,7 @@ func (cc *clientConn) writeRequestHead(w *bufio.Writer) {
 	}
 	w.Write(cc.entry.get(cc.entry.rid))
 	w.WriteString("\r\nX-Request-Start: t=")
-	w.Write(strconv.AppendInt(cc.scratch[:0], time.Now().UnixMilli(), 10))
+	w.Write(strconv.AppendInt(cc.scratch[:0], cc.began.UnixMilli(), 10))
 	w.WriteString("\r\n")
 	if req.upgrade {
 		w.WriteString("Connection: Upgrade\r\n")
@@ -646,6 +712,7 @@ func (cc *clientConn) tunnel(bc *backendConn) {
 		return
 	}
 	cc.req.close = true
+	cc.readsBody()
 	done := make(chan struct{})
 	go func() {
 		io.Copy(bc.Conn, cc.br) // what the client already sent comes first
@@ -712,6 +779,9 @@ func (cc *clientConn) startEntry(app string, host []byte) {
 	e := &cc.entry
 	e.app, e.dyno, e.status, e.bytes, e.connect, e.service, e.used = app, "", 0, 0, 0, 0, 0
 	e.rid = span{}
+	if cc.r.access == nil {
+		return // the texts are for the access log only
+	}
 	e.put(&e.method, cc.req.method, 16)
 	e.put(&e.fwd, cc.ip, 46)
 	e.put(&e.host, host, 100)

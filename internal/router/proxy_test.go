@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/skiff-paas/skiff/internal/bus/bustest"
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
@@ -444,16 +442,16 @@ func TestMetrics(t *testing.T) {
 	e := start(t)
 	addr, _ := echo(t)
 	e.route(t, "counted", addr, "/")
-	before := testutil.ToFloat64(requestsTotal.WithLabelValues("counted", "2xx"))
+	before := metricValue(t, "skiff_router_requests_total", "counted", "2xx")
 	for i := 0; i < 3; i++ {
 		e.get("counted.apps.test", "/")
 	}
 	// Counted once the response is out: the client may read it first, and
 	// the requests that waited for the route may be counted late too.
 	eventually(t, func() bool {
-		return testutil.ToFloat64(requestsTotal.WithLabelValues("counted", "2xx"))-before >= 3
+		return metricValue(t, "skiff_router_requests_total", "counted", "2xx")-before >= 3
 	})
-	if testutil.ToFloat64(responseBytes.WithLabelValues("counted")) <= 0 {
+	if metricValue(t, "skiff_router_response_bytes_total", "counted", "") <= 0 {
 		t.Error("no bytes counted")
 	}
 }

@@ -343,7 +343,7 @@ func TestBackendsAndPools(t *testing.T) {
 	b = &batch{apps: map[string]bool{}}
 	v.apply(change{bucket: skiff.BucketInstances, key: skiff.InstanceKey("a", "same"), deleted: true, value: skiff.Instance{}}, b)
 	v.update(b)
-	if v.pools["h:1"] == nil || v.pools["h:1"].pool != shared || shared.closed {
+	if v.pools["h:1"] == nil || &v.pools["h:1"].pool != shared || shared.closed {
 		t.Fatal("the shared pool closed while a backend still uses it")
 	}
 	if len(tab.lookup([]byte("b.d")).route.Load().backends) != 2 {

@@ -4,14 +4,11 @@ import (
 	"context"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/skiff-paas/skiff/internal/skiff"
 )
 
 // Every SampleInterval, at wall-clock multiples of it, the router reads
-// the Prometheus counters of each app entry (metrics.go) and publishes
+// the counters of each app entry (metrics.go) and publishes
 // what they grew by since the last reading as a skiff.RouterSample: the
 // requests' path adds to those counters only, as before, and the
 // sampler's reading costs them nothing.
@@ -21,37 +18,6 @@ type counts struct {
 	requests skiff.StatusCounts
 	bytes    int64
 	latency  skiff.Histogram
-}
-
-// read reads m's counters.
-func (m *appMetrics) read() counts {
-	var c counts
-	var d dto.Metric
-	value := func(m prometheus.Metric) float64 {
-		d.Reset()
-		if m.Write(&d) != nil {
-			return 0
-		}
-		return d.GetCounter().GetValue()
-	}
-	for class := 1; class <= 5; class++ {
-		c.requests[class-1] = int64(value(m.byClass[class]))
-	}
-	c.bytes = int64(value(m.bytes))
-	if h, ok := m.seconds.(prometheus.Metric); ok {
-		d.Reset()
-		if h.Write(&d) == nil && len(d.GetHistogram().GetBucket()) == len(skiff.LatencyBuckets) {
-			// Prometheus's buckets are cumulative.
-			var below uint64
-			for i, b := range d.GetHistogram().GetBucket() {
-				c.latency.Counts[i] = int64(b.GetCumulativeCount() - below)
-				below = b.GetCumulativeCount()
-			}
-			c.latency.Counts[len(skiff.LatencyBuckets)] = int64(d.GetHistogram().GetSampleCount() - below)
-			c.latency.Sum = d.GetHistogram().GetSampleSum()
-		}
-	}
-	return c
 }
 
 // since is what c grew by since prev; a count that shrank (it cannot,

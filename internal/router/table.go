@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"math/rand/v2"
-	"sort"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
@@ -80,6 +82,22 @@ type route struct {
 	app      string
 	backends []*backend
 	rr       atomic.Uint64 // round-robin position
+	// inline holds backends when there are this few, as most apps have:
+	// a route is then one allocation, of the size of a backend (160
+	// bytes), so that what a change keeps is all of one size class and
+	// takes the slots that earlier changes' left.
+	inline [14]*backend
+}
+
+// newRoute makes an app's route of n backends, to be filled in.
+func newRoute(app string, n int) *route {
+	rt := &route{app: app}
+	if n <= len(rt.inline) {
+		rt.backends = rt.inline[:n]
+	} else {
+		rt.backends = make([]*backend, n)
+	}
+	return rt
 }
 
 // next chooses backends in turn, skipping those that are down or tried.
@@ -133,8 +151,62 @@ type backend struct {
 	// backend of its app may take them.
 	downUntil atomic.Int64
 	// pool holds the idle connections to addr, shared by every backend
-	// at that address.
+	// at that address. Set when the backend first enters a route.
 	pool *connPool
+	// text holds the strings above when they fit, so that a new
+	// instance costs the router one allocation of one size, whose slot
+	// the next new instance takes once this one is collected: after
+	// many changes the heap is not left with spans kept in use by a few
+	// small strings each.
+	text [backendText]byte
+}
+
+// backendText is the room for a backend's strings in its own object: an
+// instance ID, a host:port, web.N and a node name usually fit. With it a
+// backend is 160 bytes, one of the runtime's size classes, as a route is.
+const backendText = 72
+
+// newBackend makes the backend of instance id from its record, not yet
+// in a route (it has no pool).
+func newBackend(id string, i skiff.Instance) *backend {
+	var buf [32]byte
+	b := &backend{}
+	b.setText(id, i.Addr, processName(buf[:0], i), i.Node)
+	return b
+}
+
+// processName appends what skiff.ProcessName makes of i to dst, without
+// allocating.
+func processName(dst []byte, i skiff.Instance) []byte {
+	return strconv.AppendInt(append(append(dst, i.Proc...), '.'), int64(i.Index), 10)
+}
+
+// setText sets the backend's strings, in its own text if they fit.
+func (b *backend) setText(id, addr string, name []byte, node string) {
+	if len(id)+len(addr)+len(name)+len(node) > len(b.text) {
+		all := id + addr + string(name) + node // one allocation rather than four
+		b.id, all = all[:len(id)], all[len(id):]
+		b.addr, all = all[:len(addr)], all[len(addr):]
+		b.name, b.node = all[:len(name)], all[len(name):]
+		return
+	}
+	rest := b.text[:0]
+	put := func(s []byte) string {
+		if len(s) == 0 {
+			return ""
+		}
+		n := len(rest)
+		rest = append(rest, s...)
+		return unsafe.String(unsafe.SliceData(rest[n:]), len(s)) // never written again
+	}
+	b.id, b.addr, b.name, b.node = put([]byte(id)), put([]byte(addr)), put(name), put([]byte(node))
+}
+
+// same reports whether b is what newBackend would make of instance id's
+// record i.
+func (b *backend) same(id string, i skiff.Instance) bool {
+	var buf [32]byte
+	return b.id == id && b.addr == i.Addr && b.node == i.Node && b.name == string(processName(buf[:0], i))
 }
 
 // downFor is how long a backend that refused a connection is skipped.
@@ -216,10 +288,9 @@ func (rt *route) pick(now int64, tried []*backend) *backend {
 type view struct {
 	domain    string
 	apps      map[string]skiff.App
-	instances map[string]map[string]webInstance // by app, then key
+	instances map[string]map[string]webInstance // by app, then instance ID
 	domains   map[string]skiff.Domain           // by key (skiff.DomainKey)
 	entries   map[string]*appEntry              // by app
-	backends  map[string]*backend               // by instance key (app.id)
 	pools     map[string]*sharedPool            // by address
 	// dead holds the nodes the scheduler declared dead: their instances
 	// get no requests, and requests under way on them are cut at once.
@@ -227,28 +298,29 @@ type view struct {
 	// drain is how long requests under way on a retired backend's
 	// connections may go on (Config.DrainTimeout; 0: without limit).
 	drain time.Duration
+	// up and current are updateApp's scratch space, kept so that a
+	// change makes no garbage of them.
+	up, current []webInstance
 }
 
-// webInstance is what the router keeps of a web instance that is up:
-// its strings in one allocation of their own, so that the decoded record
-// (and the garbage around it) is not kept alive for as long as the
-// instance runs, leaving the heap's spans sparse after many changes.
+// webInstance is what the router keeps of a web instance that is up,
+// stored by value in its app's map, keyed by its ID: its backend, made
+// when the record comes (newBackend copies its strings, so that neither
+// the decoded record nor the watched message whose subject the key is
+// part of is kept alive for as long as the instance runs), and its
+// release. A new instance costs that one allocation; nothing else lasts.
 type webInstance struct {
-	id, addr, name, node string
-	release              int
-}
-
-func compact(i skiff.Instance) webInstance {
-	name := i.Name()
-	all := i.ID + i.Addr + name + i.Node // one new allocation
-	a, b, c := len(i.ID), len(i.ID)+len(i.Addr), len(i.ID)+len(i.Addr)+len(name)
-	return webInstance{id: all[:a], addr: all[a:b], name: all[b:c], node: all[c:], release: i.Release}
+	*backend
+	release int
+	// retired is set when a route dropped the backend (its pool is
+	// released): if the instance is routed to again, it gets a new one.
+	retired bool
 }
 
 // sharedPool is the connection pool of an address, and how many backends
-// use it.
+// use it; one allocation.
 type sharedPool struct {
-	pool *connPool
+	pool connPool
 	refs int
 }
 
@@ -256,11 +328,11 @@ type sharedPool struct {
 func (v *view) poolFor(addr string) *connPool {
 	p := v.pools[addr]
 	if p == nil {
-		p = &sharedPool{pool: &connPool{drain: v.drain}}
+		p = &sharedPool{pool: connPool{drain: v.drain}}
 		v.pools[addr] = p
 	}
 	p.refs++
-	return p.pool
+	return &p.pool
 }
 
 // release lets go of addr's pool for one backend; the last one closes it:
@@ -283,7 +355,7 @@ func (v *view) release(addr string, abort bool) {
 
 func newView(domain string) *view {
 	return &view{domain: domain, apps: map[string]skiff.App{}, instances: map[string]map[string]webInstance{},
-		domains: map[string]skiff.Domain{}, entries: map[string]*appEntry{}, backends: map[string]*backend{},
+		domains: map[string]skiff.Domain{}, entries: map[string]*appEntry{},
 		pools: map[string]*sharedPool{}, dead: map[string]bool{}}
 }
 
@@ -304,19 +376,31 @@ func (v *view) apply(c change, b *batch) {
 		}
 		b.apps[c.key] = true
 	case skiff.BucketInstances:
-		app, _, _ := strings.Cut(c.key, ".")
+		app, id, _ := strings.Cut(c.key, ".")
 		m := v.instances[app]
-		if m == nil {
-			m = map[string]webInstance{}
-			v.instances[app] = m
-		}
-		if i := c.value.(skiff.Instance); c.deleted || i.Proc != "web" || i.State != skiff.StateUp || i.Addr == "" {
-			delete(m, c.key)
-		} else {
-			m[c.key] = compact(i)
-		}
-		if len(m) == 0 {
-			delete(v.instances, app)
+		i := c.value.(skiff.Instance)
+		switch old, had := m[id]; {
+		case c.deleted || i.Proc != "web" || i.State != skiff.StateUp || i.Addr == "":
+			if !had {
+				return // nothing the router had
+			}
+			delete(m, id)
+			if len(m) == 0 {
+				delete(v.instances, app)
+			}
+		case had && old.same(id, i):
+			if old.release == i.Release {
+				return // a change of what the router does not use
+			}
+			old.release = i.Release
+			m[old.id] = old
+		default:
+			if m == nil {
+				m = make(map[string]webInstance, 4)
+				v.instances[strings.Clone(app)] = m
+			}
+			w := webInstance{backend: newBackend(id, i), release: i.Release}
+			m[w.id] = w
 		}
 		b.apps[app] = true
 	case skiff.BucketDomains:
@@ -394,9 +478,15 @@ func (v *view) updateApp(app string) {
 		e.route.Store(&route{})
 		v.entries[app] = e
 	}
-	e.settings.Store(&appSettings{RouterSettings: a.Router, maintenance: a.Maintenance})
-	var up, current []webInstance
-	for _, i := range v.instances[app] {
+	// Settings change far less often than instances: a change of
+	// instances keeps them.
+	if s := (appSettings{RouterSettings: a.Router, maintenance: a.Maintenance}); e.settings.Load() == nil || *e.settings.Load() != s {
+		changed := s // only this one is allocated
+		e.settings.Store(&changed)
+	}
+	m := v.instances[app]
+	up, current := v.up[:0], v.current[:0]
+	for _, i := range m {
 		if v.dead[i.node] {
 			continue
 		}
@@ -405,20 +495,28 @@ func (v *view) updateApp(app string) {
 			current = append(current, i)
 		}
 	}
+	v.up, v.current = up, current
 	if len(current) > 0 {
 		up = current
 	}
-	sort.Slice(up, func(x, y int) bool { return up[x].id < up[y].id })
-	next := &route{app: app, backends: make([]*backend, len(up))}
+	slices.SortFunc(up, func(x, y webInstance) int { return strings.Compare(x.id, y.id) })
+	next := newRoute(e.name, len(up))
 	for k, i := range up {
-		key := skiff.InstanceKey(app, i.id)
-		b := v.backends[key]
-		if b == nil || b.addr != i.addr {
-			b = &backend{id: i.id, addr: i.addr, name: i.name, node: i.node, pool: v.poolFor(i.addr)}
-			v.backends[key] = b
+		if i.retired || i.pool == nil {
+			if i.retired { // rare: an instance routed to again
+				b := &backend{}
+				b.setText(i.id, i.addr, []byte(i.name), i.node)
+				i.backend, i.retired = b, false
+			}
+			// Not yet in any route: no request sees it before the
+			// route is stored.
+			i.pool = v.poolFor(i.addr)
+			m[i.id] = i
 		}
-		next.backends[k] = b
+		next.backends[k] = i.backend
 	}
+	clear(v.up[:cap(v.up)]) // keep no backend or strings alive from here
+	clear(v.current[:cap(v.current)])
 	old := e.route.Swap(next)
 	v.retire(old, next)
 }
@@ -442,9 +540,12 @@ func (v *view) retire(old, next *route) {
 			}
 		}
 		if !kept {
-			key := skiff.InstanceKey(old.app, b.id)
-			if v.backends[key] == b {
-				delete(v.backends, key)
+			// The instance's next route, if it is up again, gets a
+			// new backend with a new hold on its address's pool.
+			m := v.instances[old.app]
+			if i, ok := m[b.id]; ok && i.backend == b {
+				i.retired = true
+				m[b.id] = i
 			}
 			v.release(b.addr, v.dead[b.node])
 		}
