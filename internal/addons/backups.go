@@ -19,11 +19,7 @@ import (
 
 // capture takes a backup of an add-on.
 func (m *Manager) capture(ctx context.Context, j *job) (*skiff.Backup, error) {
-	a, err := m.readyAddon(ctx, j.App, j.Addon)
-	if err != nil {
-		return nil, err
-	}
-	ctx, release, err := m.hold(ctx, j.App, j.Addon)
+	ctx, release, a, err := m.holdReady(ctx, j)
 	if err != nil {
 		return nil, err
 	}
@@ -218,10 +214,11 @@ func (m *Manager) restore(ctx context.Context, j *job) (*skiff.Backup, error) {
 	if err := confirm(j, "restoring a backup into "+j.Addon+" (it replaces the data there)"); err != nil {
 		return nil, err
 	}
-	a, err := m.readyAddon(ctx, j.App, j.Addon)
+	ctx, release, a, err := m.holdReady(ctx, j)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	b, err := m.backupFor(ctx, a, j.Backup)
 	if err != nil {
 		return nil, err
@@ -234,11 +231,6 @@ func (m *Manager) restore(ctx context.Context, j *job) (*skiff.Backup, error) {
 		return nil, skiff.Errorf(skiff.KindConflict, "choose a backup that is done (skiff backups -a "+b.App+")",
 			"backup %s is %s", b.ID, b.State)
 	}
-	ctx, release, err := m.hold(ctx, j.App, j.Addon)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
 	j.say("Fetching backup %s (%s)", b.ID, sizeText(b.Size))
 	file, err := m.fetch(ctx, b)
 	if err != nil {

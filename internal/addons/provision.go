@@ -315,6 +315,22 @@ func (m *Manager) readyAddon(ctx context.Context, app, name string) (skiff.Addon
 	return a, err
 }
 
+// holdReady takes the lease of the add-on a job changes, then reads it
+// and checks that it is ready: read under the lease, it cannot change
+// before the job is done with it. The returned func gives the lease back.
+func (m *Manager) holdReady(ctx context.Context, j *job) (context.Context, func(), skiff.Addon, error) {
+	hctx, release, err := m.hold(ctx, j.App, j.Addon)
+	if err != nil {
+		return nil, nil, skiff.Addon{}, err
+	}
+	a, err := m.readyAddon(hctx, j.App, j.Addon)
+	if err != nil {
+		release()
+		return nil, nil, a, err
+	}
+	return hctx, release, a, nil
+}
+
 // confirm checks a destructive job's confirmation.
 func confirm(j *job, what string) error {
 	if j.Confirm != j.App {
@@ -411,11 +427,7 @@ func (m *Manager) destroy(ctx context.Context, j *job) (*skiff.Addon, error) {
 
 // rotate gives the add-on's user a new password and the app its new URL.
 func (m *Manager) rotate(ctx context.Context, j *job) (*skiff.Addon, error) {
-	a, err := m.readyAddon(ctx, j.App, j.Addon)
-	if err != nil {
-		return nil, err
-	}
-	ctx, release, err := m.hold(ctx, j.App, j.Addon)
+	ctx, release, a, err := m.holdReady(ctx, j)
 	if err != nil {
 		return nil, err
 	}
