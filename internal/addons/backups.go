@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -86,7 +85,7 @@ func (m *Manager) captureHeld(ctx context.Context, j *job, a skiff.Addon, kind s
 	}
 	m.st.Emit(skiff.Event{App: a.App, Type: skiff.EventBackupCaptured, Component: skiff.RoleAddons, Actor: j.Actor,
 		Message: fmt.Sprintf("Backup %s of %s captured (%s, %d bytes)", b.ID, a.Name, kind, b.Size)})
-	j.say("Backup %s done: %s, sha256 %s", b.ID, sizeText(b.Size), b.SHA256[:12])
+	j.say("Backup %s done: %s, sha256 %s", b.ID, skiff.HumanBytes(b.Size), b.SHA256[:12])
 	return &b, nil
 }
 
@@ -124,7 +123,7 @@ func (m *Manager) captureFile(ctx context.Context, j *job, a skiff.Addon, b *ski
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	j.say("Storing %s", sizeText(b.Size))
+	j.say("Storing %s", skiff.HumanBytes(b.Size))
 	if _, err := m.st.BackupFiles.Put(ctx, jetstream.ObjectMeta{Name: b.Key(),
 		Headers: map[string][]string{"Skiff-Sha256": {b.SHA256}}}, f); err != nil {
 		return fmt.Errorf("store the backup: %w", err)
@@ -231,7 +230,7 @@ func (m *Manager) restore(ctx context.Context, j *job) (*skiff.Backup, error) {
 		return nil, skiff.Errorf(skiff.KindConflict, "choose a backup that is done (skiff backups -a "+b.App+")",
 			"backup %s is %s", b.ID, b.State)
 	}
-	j.say("Fetching backup %s (%s)", b.ID, sizeText(b.Size))
+	j.say("Fetching backup %s (%s)", b.ID, skiff.HumanBytes(b.Size))
 	file, err := m.fetch(ctx, b)
 	if err != nil {
 		return nil, err
@@ -332,23 +331,6 @@ func (m *Manager) verifyBackup(ctx context.Context, j *job, b skiff.Backup) (ski
 		Message: fmt.Sprintf("Backup %s of %s verified: %s", b.ID, b.Addon, note)})
 	j.say("Backup %s verified: %s", b.ID, note)
 	return v, nil
-}
-
-func sizeText(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
-
-// byStart sorts backups newest first.
-func byStart(bs []skiff.Backup) {
-	sort.Slice(bs, func(i, k int) bool { return bs[i].StartedAt.After(bs[k].StartedAt) })
 }
 
 func notFoundObject(err error) bool { return errors.Is(err, jetstream.ErrObjectNotFound) }

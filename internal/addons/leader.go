@@ -16,10 +16,6 @@ import (
 
 func isNoSpace(err error) bool { return errors.Is(err, syscall.ENOSPC) }
 
-// UsageSubject is where an add-on's usage measures are published, in the
-// USAGE stream beside the instances' samples.
-func UsageSubject(app, addon string) string { return skiff.AddonUsageSubject(app, addon) }
-
 // lead does what is due while this node holds the addons lease: every
 // tick, scheduled backups (each verified once taken), retention, usage
 // measures (once a minute), the promotion of Redis replicas whose
@@ -118,9 +114,13 @@ func scheduledDue(a skiff.Addon, backups []skiff.Backup, now time.Time) bool {
 // scheduled takes an add-on's daily backup and verifies it.
 func (m *Manager) scheduled(ctx context.Context, a skiff.Addon) {
 	j := m.ownJob(a, "scheduled backup")
-	hctx, release, err := m.hold(ctx, a.App, a.Name)
+	hctx, release, a, err := m.holdAddon(ctx, a.App, a.Name)
 	if err != nil {
 		j.log.Info("scheduled backup put off", "err", err)
+		return
+	}
+	if a.State != skiff.AddonReady || a.BackupAt == "" {
+		release() // changed since the tick read it
 		return
 	}
 	started := time.Now()
@@ -192,7 +192,7 @@ func (m *Manager) measure(ctx context.Context, a skiff.Addon) {
 		return
 	}
 	data, _ := json.Marshal(skiff.AddonUsageSample{App: a.App, Addon: a.Name, Type: a.Type, Plan: a.Plan, AddonUsage: u})
-	if _, err := m.st.JS.Publish(ctx, UsageSubject(a.App, a.Name), data); err != nil {
+	if _, err := m.st.JS.Publish(ctx, skiff.AddonUsageSubject(a.App, a.Name), data); err != nil {
 		m.log.Debug("record add-on usage", "err", err)
 	}
 }
@@ -228,11 +228,14 @@ func (m *Manager) failover(ctx context.Context, a skiff.Addon) {
 		return // nothing to promote: the add-on waits for its node
 	}
 	j := m.ownJob(a, "failover")
-	hctx, release, err := m.hold(ctx, a.App, a.Name)
+	hctx, release, a, err := m.holdAddon(ctx, a.App, a.Name)
 	if err != nil {
 		return
 	}
 	defer release()
+	if a.State != skiff.AddonReady || a.Service != primary.Name || a.Replica == "" {
+		return // changed since the tick read it
+	}
 	replica, err := m.service(hctx, a.Replica)
 	if err != nil {
 		j.log.Warn("find the replica", "err", err)
@@ -296,11 +299,14 @@ func (m *Manager) replace(ctx context.Context, a skiff.Addon, primary skiff.Serv
 		return
 	}
 	j := m.ownJob(a, "new replica")
-	hctx, release, err := m.hold(ctx, a.App, a.Name)
+	hctx, release, a, err := m.holdAddon(ctx, a.App, a.Name)
 	if err != nil {
 		return
 	}
 	defer release()
+	if a.State != skiff.AddonReady || a.Service != primary.Name || a.Replica != "" {
+		return // changed since the tick read it
+	}
 	rs, rst, err := m.newServer(hctx, j, a, primary.Name, primary.Node)
 	if err != nil {
 		j.log.Warn("start a new replica", "err", err)

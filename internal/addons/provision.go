@@ -305,28 +305,33 @@ func orSomeone(actor string) string {
 	return actor
 }
 
-// readyAddon reads an add-on a job changes and checks that it is ready.
-func (m *Manager) readyAddon(ctx context.Context, app, name string) (skiff.Addon, error) {
-	a, err := m.addon(ctx, app, name)
-	if err == nil && a.State != skiff.AddonReady {
-		err = skiff.Errorf(skiff.KindConflict, "skiff addons info "+name+" -a "+app+" shows why; destroy it and create another if it failed",
-			"add-on %s of %s is %s, not ready", name, app, a.State)
-	}
-	return a, err
-}
-
-// holdReady takes the lease of the add-on a job changes, then reads it
-// and checks that it is ready: read under the lease, it cannot change
-// before the job is done with it. The returned func gives the lease back.
-func (m *Manager) holdReady(ctx context.Context, j *job) (context.Context, func(), skiff.Addon, error) {
-	hctx, release, err := m.hold(ctx, j.App, j.Addon)
+// holdAddon takes the lease of app's add-on name, then reads it: read
+// under the lease, it cannot change before the job is done with it. The
+// returned func gives the lease back.
+func (m *Manager) holdAddon(ctx context.Context, app, name string) (context.Context, func(), skiff.Addon, error) {
+	hctx, release, err := m.hold(ctx, app, name)
 	if err != nil {
 		return nil, nil, skiff.Addon{}, err
 	}
-	a, err := m.readyAddon(hctx, j.App, j.Addon)
+	a, err := m.addon(hctx, app, name)
 	if err != nil {
 		release()
 		return nil, nil, a, err
+	}
+	return hctx, release, a, nil
+}
+
+// holdReady is holdAddon for the add-on a job changes, which must be
+// ready.
+func (m *Manager) holdReady(ctx context.Context, j *job) (context.Context, func(), skiff.Addon, error) {
+	hctx, release, a, err := m.holdAddon(ctx, j.App, j.Addon)
+	if err != nil {
+		return nil, nil, a, err
+	}
+	if a.State != skiff.AddonReady {
+		release()
+		return nil, nil, a, skiff.Errorf(skiff.KindConflict, "skiff addons info "+a.Name+" -a "+a.App+" shows why; destroy it and create another if it failed",
+			"add-on %s of %s is %s, not ready", a.Name, a.App, a.State)
 	}
 	return hctx, release, a, nil
 }
@@ -346,11 +351,7 @@ func (m *Manager) destroy(ctx context.Context, j *job) (*skiff.Addon, error) {
 	if err := confirm(j, "destroying add-on "+j.Addon); err != nil {
 		return nil, err
 	}
-	a, err := m.addon(ctx, j.App, j.Addon)
-	if err != nil {
-		return nil, err
-	}
-	ctx, release, err := m.hold(ctx, j.App, j.Addon)
+	ctx, release, a, err := m.holdAddon(ctx, j.App, j.Addon)
 	if err != nil {
 		return nil, err
 	}

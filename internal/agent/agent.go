@@ -159,7 +159,7 @@ func New(cfg Config, st *store.Store) (*Agent, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = time.Second
 	}
-	setPruneDefaults(&cfg)
+	setPruneDefaults(&cfg.PruneInterval, &cfg.ImageRetention)
 	if cfg.Memory <= 0 {
 		if total := memTotal(); total > 0 {
 			cfg.Memory = max(total-1<<30, total/4)

@@ -298,14 +298,6 @@ func TestLineWriterSplitsLines(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	for quick, want := range map[int]time.Duration{0: backoffBase, 1: backoffBase, 2: 2 * backoffBase, 3: 4 * backoffBase, 40: backoffMax, 100: backoffMax} {
-		if got := backoff(quick); got != want {
-			t.Errorf("backoff(%d) = %s, want %s", quick, got, want)
-		}
-	}
-}
-
 // TestReapLeftovers: what an earlier life of the agent left running (found
 // by its instance directory) is killed, with everything it started.
 func TestReapLeftovers(t *testing.T) {

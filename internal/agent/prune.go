@@ -27,14 +27,14 @@ const (
 	defaultImageRetention = 24 * time.Hour
 )
 
-// setPruneDefaults applies the defaults of the fields of cfg that pruning
-// reads.
-func setPruneDefaults(cfg *Config) {
-	if cfg.PruneInterval == 0 {
-		cfg.PruneInterval = defaultPruneInterval
+// setPruneDefaults applies the defaults of a prune interval and image
+// retention (Config's, or a Pruner's).
+func setPruneDefaults(interval, retention *time.Duration) {
+	if *interval == 0 {
+		*interval = defaultPruneInterval
 	}
-	if cfg.ImageRetention <= 0 {
-		cfg.ImageRetention = defaultImageRetention
+	if *retention <= 0 {
+		*retention = defaultImageRetention
 	}
 }
 
@@ -60,9 +60,7 @@ func (p *Pruner) Run(ctx context.Context) error {
 	if p.Interval < 0 {
 		return nil
 	}
-	cfg := Config{PruneInterval: p.Interval, ImageRetention: p.Retention}
-	setPruneDefaults(&cfg)
-	p.Interval, p.Retention = cfg.PruneInterval, cfg.ImageRetention
+	setPruneDefaults(&p.Interval, &p.Retention)
 	if p.Log == nil {
 		p.Log = slog.New(slog.DiscardHandler)
 	}

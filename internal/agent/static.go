@@ -23,7 +23,7 @@ import (
 // web instance. Each request is logged to stdout as
 // "GET /path 200 1234B 3ms"; the server's own errors go to stderr.
 func startStatic(root, addr string, stdout, stderr io.WriteCloser) (Process, error) {
-	h, err := static.StaticHandler(root)
+	h, err := static.Handler(root)
 	if err != nil {
 		stdout.Close()
 		stderr.Close()

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/skiff-paas/skiff/internal/backoff"
 	"github.com/skiff-paas/skiff/internal/isolate"
 	"github.com/skiff-paas/skiff/internal/skiff"
 )
@@ -62,17 +63,6 @@ const (
 	unhealthy                // the supervisor stopped it: it failed its health check
 	killed                   // the supervisor killed it: it was replaced elsewhere
 )
-
-func backoff(quick int) time.Duration {
-	if quick <= 1 {
-		return backoffBase
-	}
-	d := backoffBase << (quick - 1)
-	if d > backoffMax || d <= 0 {
-		return backoffMax
-	}
-	return d
-}
 
 // supervise runs an instance until its assignment is deleted or ctx ends.
 func (ag *Agent) supervise(ctx context.Context, in *instance) {
@@ -133,7 +123,7 @@ func (ag *Agent) supervise(ctx context.Context, in *instance) {
 		} else {
 			in.quick = 1
 		}
-		delay := backoff(in.quick)
+		delay := backoff.Doubling(in.quick, backoffBase, backoffMax)
 		prev := in.rec.State
 		in.rec.State, in.rec.Addr, in.rec.PID = skiff.StateCrashed, "", 0
 		in.rec.Restarts++

@@ -110,8 +110,11 @@ type delivery struct {
 	msg jetstream.Msg
 }
 
-// lead folds until ctx ends or the lease is lost.
+// lead folds until ctx ends or the lease is lost. The lease is renewed
+// on its own clock, also while the term restores or writes.
 func (r *Roller) lead(ctx context.Context, lease *store.Lease) error {
+	ctx, stop := lease.Hold(ctx)
+	defer stop()
 	f, err := r.restore(ctx)
 	if err != nil {
 		return err
@@ -169,31 +172,22 @@ func (r *Roller) lead(ctx context.Context, lease *store.Lease) error {
 	r.ready.Store(true)
 	r.log.Info("folding", "from", f.done[0])
 
-	renew := time.NewTicker(r.st.LockTTL() / 3)
-	defer renew.Stop()
 	tick := time.NewTicker(r.cfg.Tick)
 	defer tick.Stop()
 	unwritten := make([][]skiff.MetricsPoint, len(f.res))
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return context.Cause(ctx)
 		case err := <-failed:
 			return err
 		case d := <-deliveries:
 			r.take(f, sources[d.src], d.msg)
-		case <-renew.C:
-			if err := lease.Renew(ctx); err != nil {
-				if !lease.Held() {
-					return err
-				}
-				r.log.Warn("lease not renewed; still held, trying again", "err", err)
-			}
 		case <-tick.C:
 			for i, points := range f.advance(r.watermark(sources)) {
 				unwritten[i] = append(unwritten[i], points...)
 			}
-			if err := r.write(ctx, lease, f.res, unwritten); err != nil {
+			if err := r.write(ctx, f.res, unwritten); err != nil {
 				return err
 			}
 		}
@@ -243,14 +237,14 @@ func (r *Roller) watermark(sources []*source) time.Time {
 
 // write writes the points closed, finest first, and empties the lists it
 // wrote. A failure to write leaves the rest for the next tick; losing the
-// lease ends the term.
-func (r *Roller) write(ctx context.Context, lease *store.Lease, res []skiff.Resolution, unwritten [][]skiff.MetricsPoint) error {
+// lease (which ends ctx) ends the term.
+func (r *Roller) write(ctx context.Context, res []skiff.Resolution, unwritten [][]skiff.MetricsPoint) error {
 	for i, points := range unwritten {
 		if len(points) == 0 {
 			continue
 		}
-		if !lease.Held() {
-			return errors.New("the lease is no longer held")
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
 		}
 		if err := r.st.WritePoints(ctx, res[i], points); err != nil {
 			r.log.Warn("write points; trying again", "resolution", res[i].Name, "points", len(points), "err", err)

@@ -216,12 +216,12 @@ func (r *Router) tryStatic(ctx context.Context, app string, k staticKey) (*appSt
 		return nil, err
 	}
 	if site {
-		if s.site, err = static.StaticHandler(root); err != nil {
+		if s.site, err = static.Handler(root); err != nil {
 			return nil, err
 		}
 	}
 	for _, m := range rel.Static {
-		h, err := static.StaticDir(root, m.Dir, cmp.Or(m.CacheControl, skiff.DefaultStaticCacheControl), passed)
+		h, err := static.Dir(root, m.Dir, cmp.Or(m.CacheControl, skiff.DefaultStaticCacheControl), passed)
 		if err != nil {
 			r.log.Warn("static prefix not served by the router", "app", app, "path", m.Path, "err", err)
 			continue

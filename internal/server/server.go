@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"github.com/skiff-paas/skiff/internal/addons"
-	"github.com/skiff-paas/skiff/internal/addons/backup"
 	"github.com/skiff-paas/skiff/internal/addons/service"
 	"github.com/skiff-paas/skiff/internal/agent"
 	"github.com/skiff-paas/skiff/internal/api"
@@ -489,7 +488,7 @@ func newRoles(ctx context.Context, cfg Config, st *store.Store) (_ map[string]ro
 			dir = filepath.Join(cfg.DataDir, "addons")
 		}
 		m, err := addons.New(addons.Config{Node: cfg.NodeName, WorkDir: dir, PostgresURL: cfg.PostgresURL,
-			Tools: backup.Tools{TempDir: dir}, Tick: cfg.AddonsTick, Logger: log}, st)
+			Tick: cfg.AddonsTick, Logger: log}, st)
 		if err != nil {
 			return nil, err
 		}

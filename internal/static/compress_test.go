@@ -174,7 +174,7 @@ func compressedSite(t *testing.T) (http.Handler, map[string]string) {
 		"pre.js":      textOf(t.Name()+"pre", 1000),
 		"big.txt":     textOf(t.Name()+"big", compressMaxSize+1),
 	}
-	h, err := StaticHandler(buildSite(t, files))
+	h, err := Handler(buildSite(t, files))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,11 +358,11 @@ func TestStaticCompressionForgedETag(t *testing.T) {
 		"app.js":             forgerJS,
 		".skiff/static.json": `{"version": 1, "root": ".", "etags": {"app.js": ` + strconv.Quote(tag) + `}}`,
 	})
-	hv, err := StaticHandler(victim)
+	hv, err := Handler(victim)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hf, err := StaticHandler(forger)
+	hf, err := Handler(forger)
 	if err != nil {
 		t.Fatal(err)
 	}

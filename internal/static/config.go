@@ -5,8 +5,8 @@
 // static.json (the format of Heroku's static buildpack) with Parse,
 // checks the tree against it and writes its canonical form into the
 // image at ConfigFile. The site's web process (skiff.StaticCommand, run
-// by the agent) or the router serves it with StaticHandler, which reads
-// the canonical form back; StaticDir serves one directory of an image,
+// by the agent) or the router serves it with Handler, which reads
+// the canonical form back; Dir serves one directory of an image,
 // for app.json's static prefixes. Both send files compressed where the
 // client takes it, from one cache shared by every site of the process.
 //
@@ -43,7 +43,7 @@ import (
 )
 
 // ConfigFile is where the build leaves the canonical configuration in
-// the tree, for StaticHandler. It is never served.
+// the tree, for Handler. It is never served.
 const ConfigFile = ".skiff/static.json"
 
 // Config is the canonical form of static.json, as ConfigFile holds it:

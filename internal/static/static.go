@@ -18,7 +18,7 @@ import (
 	"syscall"
 )
 
-// StaticHandler serves the static site in the image at root, as the build
+// Handler serves the static site in the image at root, as the build
 // left it: the directory named by ConfigFile (defaults when there is
 // none), with its clean URLs, routes, headers, error page and redirects.
 // It serves GET and HEAD only, never lists a directory, never serves a
@@ -26,7 +26,7 @@ import (
 // directory, whatever the path or a symlink says. It opens the directory
 // per request and holds nothing open between them, so that the image can
 // be unmounted once the handler is no longer used.
-func StaticHandler(root string) (http.Handler, error) {
+func Handler(root string) (http.Handler, error) {
 	app, err := os.OpenRoot(root)
 	if err != nil {
 		return nil, fmt.Errorf("static: %w", err)

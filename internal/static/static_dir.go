@@ -7,15 +7,15 @@ import (
 	"path"
 )
 
-// StaticDir serves the files of the directory dir of the image at root,
+// Dir serves the files of the directory dir of the image at root,
 // as the router does for app.json's static prefixes: each with the given
 // Cache-Control (none when empty), its ETag and, where the client takes
-// it, compressed. It has StaticHandler's rules (GET and HEAD only, no
+// it, compressed. It has Handler's rules (GET and HEAD only, no
 // directory listing, no dotfile, nothing outside dir whatever a symlink
 // says), no routes nor clean URLs; a request that finds no file goes to
 // missing. The request's path is relative to dir: the caller strips the
 // URL prefix.
-func StaticDir(root, dir, cacheControl string, missing http.Handler) (http.Handler, error) {
+func Dir(root, dir, cacheControl string, missing http.Handler) (http.Handler, error) {
 	cfg := DefaultConfig()
 	cfg.Root = path.Clean(dir)
 	if cacheControl != "" {

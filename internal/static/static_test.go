@@ -101,7 +101,7 @@ func staticSite(t *testing.T) (http.Handler, string) {
 			t.Fatal(err)
 		}
 	}
-	h, err := StaticHandler(dir)
+	h, err := Handler(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func serveStatic(h http.Handler, method, target string, header map[string]string
 	return rec
 }
 
-func TestStaticHandler(t *testing.T) {
+func TestHandler(t *testing.T) {
 	h, _ := staticSite(t)
 	for _, tt := range []struct {
 		name, method, path string
@@ -197,9 +197,9 @@ func TestStaticHandler(t *testing.T) {
 	}
 }
 
-// TestStaticHandlerPaths sends paths no client library would, to the
+// TestHandlerPaths sends paths no client library would, to the
 // handler directly.
-func TestStaticHandlerPaths(t *testing.T) {
+func TestHandlerPaths(t *testing.T) {
 	h, _ := staticSite(t)
 	for _, p := range []string{"/../../secret.txt", "../secret.txt", "/public/../../secret.txt", "/..", "/a/../../secret.txt",
 		"/link-dir/../../secret.txt", "/\x00", "/%2e%2e/secret.txt"} {
@@ -213,7 +213,7 @@ func TestStaticHandlerPaths(t *testing.T) {
 	}
 }
 
-func TestStaticHandlerETag(t *testing.T) {
+func TestHandlerETag(t *testing.T) {
 	h, dir := staticSite(t)
 	rec := serveStatic(h, "GET", "/about", nil)
 	tag := rec.Header().Get("Etag")
@@ -238,11 +238,11 @@ func TestStaticHandlerETag(t *testing.T) {
 	}
 }
 
-// TestStaticHandlerDefaults serves a tree that no static build prepared.
-func TestStaticHandlerDefaults(t *testing.T) {
+// TestHandlerDefaults serves a tree that no static build prepared.
+func TestHandlerDefaults(t *testing.T) {
 	dir := t.TempDir()
 	writeTree(t, dir, map[string]string{"index.html": "home", "page.html": "page", "sub/a.txt": "a", ".env": "SECRET=1"})
-	h, err := StaticHandler(dir)
+	h, err := Handler(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +268,7 @@ func TestStaticHandlerDefaults(t *testing.T) {
 	}
 }
 
-func TestStaticHandlerRefuses(t *testing.T) {
+func TestHandlerRefuses(t *testing.T) {
 	outside := t.TempDir()
 	writeTree(t, outside, map[string]string{"index.html": "outside"})
 	for _, tt := range []struct {
@@ -290,13 +290,13 @@ func TestStaticHandlerRefuses(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if _, err := StaticHandler(dir); err == nil {
-				t.Fatal("StaticHandler accepted it")
+			if _, err := Handler(dir); err == nil {
+				t.Fatal("Handler accepted it")
 			}
 		})
 	}
-	if _, err := StaticHandler(filepath.Join(outside, "missing")); err == nil {
-		t.Fatal("StaticHandler accepted a missing directory")
+	if _, err := Handler(filepath.Join(outside, "missing")); err == nil {
+		t.Fatal("Handler accepted a missing directory")
 	}
 }
 

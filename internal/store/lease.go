@@ -135,7 +135,13 @@ func (l *Lease) Hold(ctx context.Context) (held context.Context, stop func()) {
 			case <-held.Done():
 				return
 			case <-t.C:
-				if err := l.Renew(held); err != nil && !l.Held() {
+				// Not under held: a renewal cut off by stop may be
+				// written all the same, and then l.rev would not name
+				// it and Release could not give the lease up.
+				rctx, rcancel := context.WithTimeout(context.WithoutCancel(held), l.ttl/4)
+				err := l.Renew(rctx)
+				rcancel()
+				if err != nil && !l.Held() {
 					cancel(err)
 					return
 				}

@@ -33,18 +33,6 @@ func testTools(t *testing.T) Tools {
 	return Tools{TempDir: dir}
 }
 
-// eventually waits for cond, failing the test after d.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // verifyCase is a file given to Verify with the contents it is said to
 // have been captured with.
 type verifyCase struct {
@@ -229,7 +217,7 @@ func TestScratchServersStopWithTheirContext(t *testing.T) {
 				t.Fatal("the server does not listen")
 			}
 			cancel()
-			eventually(t, 10*time.Second, "the server to stop", func() bool { return !dial() })
+			testkit.Eventually(t, 10*time.Second, "the server to stop", func() bool { return !dial() })
 			stop()
 			stop()
 			if dirs, _ := filepath.Glob(filepath.Join(tools.TempDir, "skiff-"+tc.name+"-*")); len(dirs) > 0 {

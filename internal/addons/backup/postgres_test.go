@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/skiff-paas/skiff/internal/skiff"
+	"github.com/skiff-paas/skiff/internal/testkit"
 )
 
 // appRows is what startApp's database holds.
@@ -282,7 +283,7 @@ func TestCapturePostgresCancel(t *testing.T) {
 	if len(dumps) == 0 {
 		t.Fatal("no pg_dump ran")
 	}
-	eventually(t, 5*time.Second, "pg_dump to go", func() bool {
+	testkit.Eventually(t, 5*time.Second, "pg_dump to go", func() bool {
 		return len(argvHolding(dsn)) == 0
 	})
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/skiff-paas/skiff/internal/skiff"
+	"github.com/skiff-paas/skiff/internal/testkit"
 )
 
 // startRedisApp starts a scratch Redis server with keys in databases 0
@@ -162,7 +163,7 @@ func TestVerifyRedis(t *testing.T) {
 	if !maps.Equal(counts, want) {
 		t.Fatalf("captured %v, want %v", counts, want)
 	}
-	eventually(t, 5*time.Second, "brief to expire", func() bool {
+	testkit.Eventually(t, 5*time.Second, "brief to expire", func() bool {
 		return c[1].Exists(t.Context(), "brief").Val() == 0
 	})
 	good, err := os.ReadFile(file)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skiff-paas/skiff/internal/backoff"
 	"github.com/skiff-paas/skiff/internal/skiff"
 )
 
@@ -151,7 +152,7 @@ func (s *server) supervise(ctx context.Context) {
 			s.log.Warn("server exited", "reason", reason)
 		}
 		s.fails++
-		delay := backoff(s.fails)
+		delay := backoff.Doubling(s.fails, backoffBase, backoffMax)
 		s.stat.Restarts++
 		s.setState(skiff.ServiceFailed, fmt.Sprintf("%s (restarting in %s)", why, delay))
 		s.report(ctx)
@@ -187,17 +188,6 @@ func (s *server) pause(ctx context.Context, d time.Duration) outcome {
 			return stopped
 		}
 	}
-}
-
-func backoff(fails int) time.Duration {
-	if fails <= 1 {
-		return backoffBase
-	}
-	d := backoffBase << (fails - 1)
-	if d > backoffMax || d <= 0 {
-		return backoffMax
-	}
-	return d
 }
 
 func (s *server) setState(state skiff.ServiceState, errText string) {

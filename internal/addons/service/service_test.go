@@ -22,6 +22,7 @@ import (
 	"github.com/skiff-paas/skiff/internal/secret"
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
+	"github.com/skiff-paas/skiff/internal/testkit"
 )
 
 const node = "n1"
@@ -81,7 +82,7 @@ func startHost(t *testing.T, st *store.Store, cfg Config) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
-	eventually(t, 10*time.Second, h.Ready)
+	testkit.Eventually(t, 10*time.Second, "the host to be ready", h.Ready)
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
@@ -98,17 +99,6 @@ func startHost(t *testing.T, st *store.Store, cfg Config) func() {
 	}
 	t.Cleanup(stop)
 	return stop
-}
-
-func eventually(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func seal(t *testing.T, st *store.Store, pw string) []byte {
@@ -242,14 +232,14 @@ func TestPostgres(t *testing.T) {
 	const pw2 = "new-password"
 	svc.Password = seal(t, st, pw2)
 	put(t, st, svc)
-	eventually(t, 30*time.Second, func() bool { return pgPing(ctx, host, port, []byte(pw2)) == nil })
+	testkit.Eventually(t, 30*time.Second, "postgres to take the new password", func() bool { return pgPing(ctx, host, port, []byte(pw2)) == nil })
 	waitStatus(t, st, "pg-1", 10*time.Second, isUp)
 	if err := pgPing(ctx, host, port, []byte(pw)); !isAuthError(err) {
 		t.Errorf("the old password after a change: %v, want a refusal", err)
 	}
 	svc.Password = seal(t, st, pw)
 	put(t, st, svc)
-	eventually(t, 30*time.Second, func() bool { return pgPing(ctx, host, port, []byte(pw)) == nil })
+	testkit.Eventually(t, 30*time.Second, "postgres to take the password", func() bool { return pgPing(ctx, host, port, []byte(pw)) == nil })
 	waitStatus(t, st, "pg-1", 10*time.Second, isUp)
 
 	// A new host on the same volumes keeps the address and the data.
@@ -263,7 +253,7 @@ func TestPostgres(t *testing.T) {
 	// A server left running on the volume (the host died and it did not)
 	// is stopped before the new host starts its own.
 	leftover := startLeftover(t, filepath.Join(dir, "pg-1", "data"))
-	eventually(t, 10*time.Second, func() bool { return pgPing(ctx, host, port, []byte(pw)) == nil })
+	testkit.Eventually(t, 10*time.Second, "the leftover server to answer", func() bool { return pgPing(ctx, host, port, []byte(pw)) == nil })
 	startHost(t, st, Config{Dir: dir})
 	again := waitStatus(t, st, "pg-1", 30*time.Second, func(s skiff.ServiceStatus) bool { return isUp(s) && readPidFile(pidFile) != leftover.pid })
 	if again.Addr != up.Addr {
@@ -280,11 +270,11 @@ func TestPostgres(t *testing.T) {
 	if err := st.Services.Delete(ctx, svc.Key()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() bool {
+	testkit.Eventually(t, 30*time.Second, "the status record to go", func() bool {
 		_, _, err := st.ServiceStat.Get(ctx, "pg-1")
 		return errors.Is(err, skiff.ErrNotFound)
 	})
-	eventually(t, 10*time.Second, func() bool {
+	testkit.Eventually(t, 10*time.Second, "the volume to go", func() bool {
 		_, err := os.Stat(filepath.Join(dir, "pg-1"))
 		return errors.Is(err, os.ErrNotExist)
 	})
@@ -412,7 +402,7 @@ func TestRedis(t *testing.T) {
 	// The replica replicates and refuses writes.
 	rc := redisAt(r.Addr, "", pw)
 	defer rc.Close()
-	eventually(t, 10*time.Second, func() bool { v, _ := rc.Get(ctx, "k").Result(); return v == "v" })
+	testkit.Eventually(t, 10*time.Second, "the replica to copy k", func() bool { v, _ := rc.Get(ctx, "k").Result(); return v == "v" })
 	if err := rc.Set(ctx, "w", "1", 0).Err(); err == nil || !strings.Contains(err.Error(), "READONLY") {
 		t.Errorf("SET on the replica: %v, want READONLY", err)
 	}
@@ -466,9 +456,9 @@ func TestRedis(t *testing.T) {
 			return errors.Is(err, skiff.ErrNotFound)
 		}
 	}
-	eventually(t, 10*time.Second, gone("redis-3"))
-	eventually(t, 10*time.Second, gone("ghost"))
-	eventually(t, 10*time.Second, func() bool {
+	testkit.Eventually(t, 10*time.Second, "redis-3 to go", gone("redis-3"))
+	testkit.Eventually(t, 10*time.Second, "ghost to go", gone("ghost"))
+	testkit.Eventually(t, 10*time.Second, "the volume of redis-3 to go", func() bool {
 		_, err := os.Stat(filepath.Join(dir, "redis-3"))
 		return errors.Is(err, os.ErrNotExist)
 	})

@@ -20,7 +20,7 @@ import (
 // checks static.json (the format of Heroku's static buildpack, which
 // package static describes) and writes it in canonical form to
 // static.ConfigFile, and the web process is the platform's own file
-// server (skiff.StaticCommand), which static.StaticHandler implements.
+// server (skiff.StaticCommand), which static.Handler implements.
 func Static() Buildpack { return staticPack{} }
 
 type staticPack struct{}

@@ -76,7 +76,7 @@ func TestStaticCompile(t *testing.T) {
 			}
 		}
 		// The web process serves what the build left.
-		h, err := static.StaticHandler(dir)
+		h, err := static.Handler(dir)
 		if err != nil {
 			t.Fatal(err)
 		}

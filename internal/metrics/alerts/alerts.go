@@ -127,9 +127,12 @@ func watched(typ string) bool {
 	return false
 }
 
-// lead evaluates every tick while the lease holds.
+// lead evaluates every tick while the lease holds. The lease is renewed
+// on its own clock, also while nothing changes; losing it ends ctx.
 func (e *Engine) lead(ctx context.Context, lease *store.Lease) error {
-	ctx, cancel := context.WithCancel(ctx)
+	held, stop := lease.Hold(ctx)
+	defer stop()
+	ctx, cancel := context.WithCancel(held)
 	defer cancel()
 	// The history first, so that no rule is judged without it (an app of
 	// a node that died just before would alert on its own); then the
@@ -173,7 +176,7 @@ func (e *Engine) lead(ctx context.Context, lease *store.Lease) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return context.Cause(held)
 		case err := <-followed:
 			return err
 		case ev := <-events:
@@ -192,8 +195,8 @@ func (e *Engine) lead(ctx context.Context, lease *store.Lease) error {
 		if len(out.Put)+len(out.Delete) == 0 {
 			continue
 		}
-		if err := lease.Renew(ctx); err != nil {
-			return err
+		if ctx.Err() != nil {
+			return context.Cause(held)
 		}
 		// Told first, then written: a leader that dies between the two
 		// has the next one tell again rather than not at all.

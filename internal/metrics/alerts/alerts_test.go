@@ -53,14 +53,7 @@ func TestEngineNodeDown(t *testing.T) {
 	st.Nodes.Put(ctx, "n2", skiff.Node{Name: "n2", State: skiff.NodeDead, StateSince: died})
 	st.Emit(skiff.Event{App: "shop", Type: skiff.EventNodeDead, Node: "n2", Time: died, Message: "Node n2 is dead"})
 
-	e, err := New(Config{Node: "m1", Tick: 50 * time.Millisecond, Grace: time.Minute}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- e.Run(rctx) }()
-	defer func() { cancel(); <-done }()
+	runEngine(t, Config{Node: "m1", Tick: 50 * time.Millisecond, Grace: time.Minute}, st)
 
 	testkit.Eventually(t, 10*time.Second, "the node_down alert", func() bool { return len(alertEvents(t, st)) > 0 })
 	time.Sleep(500 * time.Millisecond) // app_down's For, many times over
@@ -107,4 +100,76 @@ func TestSamples(t *testing.T) {
 	if _, n := s.ErrorRate("blog", time.Hour); n != 0 {
 		t.Fatal("an app without samples has requests")
 	}
+}
+
+// The leading engine keeps its lease while it has nothing to write: no
+// rule, no alert, several lease lifetimes long.
+func TestEngineKeepsLeaseIdle(t *testing.T) {
+	ctx := context.Background()
+	box, _ := secret.New(make([]byte, secret.KeySize))
+	st, err := store.Open(ctx, bustest.Start(t), box, store.Options{LockTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runEngine(t, Config{Node: "m1", Tick: 50 * time.Millisecond}, st)
+	holder := func() string {
+		h, err := st.LeaseHolder(ctx, LeaseName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	testkit.Eventually(t, 10*time.Second, "the lease taken", func() bool { return holder() == "m1" })
+	for range 6 {
+		time.Sleep(500 * time.Millisecond) // the lease's TTL is 1 s
+		if h := holder(); h != "m1" {
+			t.Fatalf("lease held by %q while leading idle, want m1", h)
+		}
+	}
+}
+
+// Follow starts from the samples already in the METRICS stream, and takes
+// those published after.
+func TestSamplesFollow(t *testing.T) {
+	ctx := context.Background()
+	box, _ := secret.New(make([]byte, secret.KeySize))
+	st, err := store.Open(ctx, bustest.Start(t), box, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sample := func(node string) skiff.RouterSample {
+		return skiff.RouterSample{App: "shop", Node: node, Time: time.Now().Add(-time.Minute), Requests: skiff.StatusCounts{0, 90, 0, 0, 10}}
+	}
+	if err := st.RecordRouterSample(ctx, sample("r1")); err != nil {
+		t.Fatal(err)
+	}
+	s := NewSamples(time.Hour)
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Follow(fctx, st) }()
+	defer func() { cancel(); <-done }()
+	testkit.Eventually(t, 10*time.Second, "the sample stored before", func() bool {
+		_, n := s.ErrorRate("shop", 5*time.Minute)
+		return n == 100
+	})
+	if err := st.RecordRouterSample(ctx, sample("r2")); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, "the sample published after", func() bool {
+		_, n := s.ErrorRate("shop", 5*time.Minute)
+		return n == 200
+	})
+}
+
+// runEngine runs an engine until the test ends.
+func runEngine(t *testing.T, cfg Config, st *store.Store) {
+	t.Helper()
+	e, err := New(cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 }

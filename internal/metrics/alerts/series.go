@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
@@ -104,21 +103,12 @@ func (s *Samples) Follow(ctx context.Context, st *store.Store) error {
 		return err
 	}
 	defer sub.Unsubscribe()
-	since := s.now().Add(-s.keep)
-	cons, err := st.JS.OrderedConsumer(ctx, skiff.StreamMetrics, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{routerSamples}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
+	// The history is a head start only: without it, the windows fill as
+	// samples come.
+	_ = st.Scan(ctx, skiff.StreamMetrics, []string{routerSamples}, s.now().Add(-s.keep), func(_ string, data []byte, _ time.Time) bool {
+		add(data)
+		return true
 	})
-	if err == nil {
-		// The history is a head start only: without it, the windows fill
-		// as samples come.
-		if info, err := cons.Info(ctx); err == nil && info.NumPending > 0 {
-			if batch, err := cons.Fetch(int(info.NumPending), jetstream.FetchMaxWait(5*time.Second)); err == nil {
-				for m := range batch.Messages() {
-					add(m.Data())
-				}
-			}
-		}
-	}
 	<-ctx.Done()
 	return nil
 }

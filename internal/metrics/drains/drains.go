@@ -40,6 +40,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/skiff-paas/skiff/internal/backoff"
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
 )
@@ -190,7 +191,9 @@ func (r *Runner) drain(ctx context.Context, d skiff.Drain) {
 
 // ship ships d until ctx ends or the lease is lost.
 func (r *Runner) ship(ctx context.Context, lease *store.Lease, d skiff.Drain, log *slog.Logger) error {
-	ctx, cancel := context.WithCancelCause(ctx)
+	held, stop := lease.Hold(ctx)
+	defer stop()
+	ctx, cancel := context.WithCancelCause(held)
 	defer cancel(nil)
 	snd, err := newSender(d.URL, d.ID, r.cfg.RootCAs, r.cfg.Timeout)
 	if err != nil {
@@ -207,31 +210,12 @@ func (r *Runner) ship(ctx context.Context, lease *store.Lease, d skiff.Drain, lo
 	}
 	sh.stat.Node, sh.stat.State = r.cfg.Node, skiff.DrainShipping
 	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); keepLease(ctx, lease, r.st.LockTTL()/3, cancel) }()
-	go func() { defer wg.Done(); sh.fill(ctx, cons, cancel) }()
-	go func() { defer wg.Done(); sh.report(ctx) }()
+	wg.Go(func() { sh.fill(ctx, cons, cancel) })
+	wg.Go(func() { sh.report(ctx) })
 	sh.sendAll(ctx, snd)
 	cancel(nil)
 	wg.Wait()
 	return context.Cause(ctx)
-}
-
-// keepLease renews lease every interval; once it is lost, it cancels.
-func keepLease(ctx context.Context, lease *store.Lease, every time.Duration, cancel context.CancelCauseFunc) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := lease.Renew(ctx); err != nil && !lease.Held() {
-			cancel(fmt.Errorf("lost the lease: %w", err))
-			return
-		}
-	}
 }
 
 // consumer makes d's durable consumer again, from the line after the
@@ -376,18 +360,10 @@ func (s *shipper) sendAll(ctx context.Context, snd sender) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(backoff(try, s.cfg.RetryMin, s.cfg.RetryMax)):
+			case <-time.After(backoff.Doubling(try+1, s.cfg.RetryMin, s.cfg.RetryMax)):
 			}
 		}
 	}
-}
-
-func backoff(try int, lo, hi time.Duration) time.Duration {
-	d := lo << min(try, 20)
-	if d > hi || d <= 0 {
-		return hi
-	}
-	return d
 }
 
 // next takes the next batch out of the buffer: BatchLines lines, or

@@ -163,8 +163,11 @@ type term struct {
 }
 
 // lead keeps the index and purges until ctx ends or the lease is lost.
+// The lease is renewed on its own clock, also while a purge takes long.
 func (j *Janitor) lead(ctx context.Context, lease *store.Lease) error {
-	ctx, cancel := context.WithCancel(ctx)
+	held, stop := lease.Hold(ctx)
+	defer stop()
+	ctx, cancel := context.WithCancel(held)
 	defer cancel()
 	apps, err := j.st.Apps.Watch(ctx, "")
 	if err != nil {
@@ -186,14 +189,12 @@ func (j *Janitor) lead(ctx context.Context, lease *store.Lease) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); j.read(it, t) }()
 
-	renew := time.NewTicker(j.st.LockTTL() / 3)
-	defer renew.Stop()
 	tick := time.NewTicker(j.cfg.Interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return context.Cause(held)
 		case c, ok := <-apps:
 			if !ok {
 				return errors.New("the watch of apps ended")
@@ -209,14 +210,7 @@ func (j *Janitor) lead(ctx context.Context, lease *store.Lease) error {
 				t.apps[c.Key] = c.Value.LogRetention
 			}
 			t.mu.Unlock()
-		case <-renew.C:
-			if err := lease.Renew(ctx); err != nil && !lease.Held() {
-				return err
-			}
 		case <-tick.C:
-			if !lease.Held() {
-				continue
-			}
 			if err := j.purge(ctx, t); err != nil && ctx.Err() == nil {
 				j.log.Warn("purge logs", "err", err)
 			}

@@ -1,0 +1,27 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestHoldStopThenRelease stops Hold while a renewal may be under way:
+// Release must still give the lease up.
+func TestHoldStopThenRelease(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	for i := range 10 {
+		l := s.Lease("hold", "me")
+		if ok, err := l.Acquire(ctx); !ok || err != nil {
+			t.Fatalf("try %d: acquire = %v, %v", i, ok, err)
+		}
+		_, stop := l.Hold(ctx)
+		time.Sleep(s.LockTTL()/4 + time.Duration(i)*50*time.Microsecond) // about when the first renewal is sent
+		stop()
+		l.Release(ctx)
+		if h, err := s.LeaseHolder(ctx, "hold"); h != "" || err != nil {
+			t.Fatalf("try %d: after Release the lease is held by %q (%v)", i, h, err)
+		}
+	}
+}
