@@ -19,6 +19,7 @@
 #   CONTROL_SECONDS [15]   the same churn with nginx, which ignores it: what the bus costs
 #   SOAK_CHANGES [1000000]   route changes before the memory is measured again
 #   SCENARIOS [base,latency,hosts,churn,soak]   which parts to run
+#   PROFILE []      a directory: CPU profiles of the router's wrk runs are saved there
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="/usr/local/go/bin:$PATH:/usr/sbin:/sbin"
@@ -38,6 +39,7 @@ CONTROL_SECONDS=${CONTROL_SECONDS:-15}
 SOAK_CHANGES=${SOAK_CHANGES:-1000000}
 SOAK_LOAD_RATE=${SOAK_LOAD_RATE:-1000}
 SCENARIOS=${SCENARIOS:-base,latency,hosts,churn,soak}
+PROFILE=${PROFILE:-}
 CORES=$(nproc)
 DOMAIN=bench.test
 # Enough descriptors for every connection, within what the system allows.
@@ -323,7 +325,16 @@ wrk_run() {
 		args+=(-H "Host: $HOST")
 	fi
 	if ((WARMUP > 0)); then wrk "${args[@]}" -d"$WARMUP"s "$url" "${after[@]}" >/dev/null; fi
+	local prof=
+	if [[ -n $PROFILE && $3 == "$ROUTER" ]] && ((secs > 2)); then
+		# A CPU profile of the router over the measured run but its last second.
+		mkdir -p "$PROFILE"
+		curl -s -o "$PROFILE/$(basename "$(dirname "$out")").$(basename "$out" .wrk).pprof" \
+			"http://$DEBUG/debug/pprof/profile?seconds=$((secs - 1))" &
+		prof=$!
+	fi
 	measured "$out" wrk "${args[@]}" -d"$secs"s --latency "$url" "${after[@]}"
+	[[ -z $prof ]] || wait "$prof" || true
 }
 # progress LABEL FILE: prints the figures of one run.
 progress() { printf '  %-22s %s\n' "$1" "$("$BIN" report -line "$2")" >&2; }

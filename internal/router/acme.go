@@ -53,7 +53,7 @@ func (r *Router) acmePolicy(_ context.Context, host string) error {
 	if host == r.cfg.Domain || strings.HasSuffix(host, "."+r.cfg.Domain) {
 		return errors.New("acme: not for names under the platform domain")
 	}
-	if r.table.Load().exact[host] == nil {
+	if r.table.Load().exact.get([]byte(host)) == nil {
 		return errors.New("acme: " + host + " is not a domain of any app")
 	}
 	return nil

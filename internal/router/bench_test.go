@@ -90,9 +90,15 @@ func BenchmarkLookup(b *testing.B) {
 		v.apply(change{bucket: skiff.BucketApps, key: name, value: skiff.App{Name: name}}, bt)
 	}
 	tab := v.update(bt)
-	host := []byte("app5000.apps.test")
+	hosts := make([][]byte, 10000)
+	for i := range hosts {
+		hosts[i] = []byte("app" + strconv.Itoa(i*7919%10000) + ".apps.test") // spread over the table
+	}
 	b.ReportAllocs()
+	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		tab.lookup(host)
+		if tab.lookup(hosts[i%len(hosts)]) == nil {
+			b.Fatal("not found")
+		}
 	}
 }

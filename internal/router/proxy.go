@@ -716,9 +716,7 @@ func (cc *clientConn) tunnel(bc *backendConn) {
 	done := make(chan struct{})
 	go func() {
 		io.Copy(bc.Conn, cc.br) // what the client already sent comes first
-		if tc, ok := bc.Conn.(*net.TCPConn); ok {
-			tc.CloseWrite()
-		}
+		closeWrite(bc.Conn)
 		close(done)
 	}()
 	if _, err := io.Copy(cc.c, bc.br); err != nil {
@@ -726,10 +724,15 @@ func (cc *clientConn) tunnel(bc *backendConn) {
 		// its drain (pool.go): the client's side has nowhere to go.
 		cc.c.SetReadDeadline(time.Now())
 	}
-	if tc, ok := cc.c.(*net.TCPConn); ok {
-		tc.CloseWrite()
-	}
+	closeWrite(cc.c)
 	<-done
+}
+
+// closeWrite shuts down the writing side of c, if it has one of its own.
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
 }
 
 // redirectHTTPS answers with a redirect to the same URL over HTTPS.

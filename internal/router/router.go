@@ -130,7 +130,7 @@ func New(cfg Config, st *store.Store) (*Router, error) {
 	r := &Router{cfg: cfg, st: st, log: cfg.Logger.With("role", "router"), conns: map[*clientConn]struct{}{},
 		h2conns: map[net.Conn]struct{}{}}
 	r.certs.Store(&certTable{})
-	r.table.Store(&table{exact: map[string]*appEntry{}})
+	r.table.Store(&table{exact: newHostMap(nil)})
 	if cfg.AccessLog {
 		r.access = make(chan accessEntry, accessQueue)
 	}
@@ -265,7 +265,7 @@ func (r *Router) accept() error {
 		if tc, ok := c.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
 		}
-		go r.serveConn(c, false)
+		go r.serveConn(fastConn(c), false)
 	}
 }
 

@@ -80,9 +80,7 @@ func (r *Router) publishSamples(ctx context.Context, drained <-chan struct{}) {
 
 // forgetAll removes the series of every app of the table.
 func (r *Router) forgetAll() {
-	for _, e := range r.table.Load().exact {
-		e.metrics.forget(e.name)
-	}
+	r.table.Load().exact.each(func(e *appEntry) { e.metrics.forget(e.name) })
 }
 
 // sample publishes, for each app served since the last readings, a
@@ -91,15 +89,15 @@ func (r *Router) forgetAll() {
 // first seen counts from zero.
 func (r *Router) sample(ctx context.Context, end time.Time, last map[*appMetrics]counts) map[*appMetrics]counts {
 	now := make(map[*appMetrics]counts, len(last))
-	for _, e := range r.table.Load().exact {
+	r.table.Load().exact.each(func(e *appEntry) {
 		if _, seen := now[e.metrics]; seen {
-			continue // an app of several hostnames
+			return // an app of several hostnames
 		}
 		c := e.metrics.read()
 		now[e.metrics] = c
 		d := c.since(last[e.metrics])
 		if d.requests.Total() == 0 && d.bytes == 0 {
-			continue
+			return
 		}
 		s := skiff.RouterSample{App: e.name, Node: r.cfg.Node, Time: end.UTC(), Interval: r.cfg.SampleInterval.Seconds(),
 			Requests: d.requests, BytesOut: d.bytes, Latency: d.latency}
@@ -108,6 +106,6 @@ func (r *Router) sample(ctx context.Context, end time.Time, last map[*appMetrics
 			r.log.Warn("publish a metrics sample", "app", e.name, "err", err)
 			now[e.metrics] = last[e.metrics]
 		}
-	}
+	})
 	return now
 }

@@ -115,7 +115,7 @@ func (r *Router) acceptTLS() error {
 			}
 			return err
 		}
-		go r.serveTLS(tls.Server(c, cfg))
+		go r.serveTLS(tls.Server(fastConn(c), cfg))
 	}
 }
 
