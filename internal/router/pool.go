@@ -100,7 +100,7 @@ func (b *backend) conn() (c *backendConn, reused bool, err error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	nc = fastConn(nc)
+	nc = netx.Raw(nc)
 	c = &backendConn{Conn: nc, br: bufio.NewReaderSize(nc, bufSize), bw: bufio.NewWriterSize(nc, bufSize), busy: -1}
 	if !b.pool.add(c) {
 		c.Close()

@@ -38,6 +38,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/skiff-paas/skiff/internal/image"
+	"github.com/skiff-paas/skiff/internal/netx"
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
 )
@@ -265,7 +266,7 @@ func (r *Router) accept() error {
 		if tc, ok := c.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
 		}
-		go r.serveConn(fastConn(c), false)
+		go r.serveConn(netx.Raw(c), false)
 	}
 }
 

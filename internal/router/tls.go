@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/acme"
 	"golang.org/x/net/http2"
 
+	"github.com/skiff-paas/skiff/internal/netx"
 	"github.com/skiff-paas/skiff/internal/skiff"
 )
 
@@ -115,7 +116,7 @@ func (r *Router) acceptTLS() error {
 			}
 			return err
 		}
-		go r.serveTLS(tls.Server(fastConn(c), cfg))
+		go r.serveTLS(tls.Server(netx.Raw(c), cfg))
 	}
 }
 

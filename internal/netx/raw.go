@@ -1,4 +1,4 @@
-package router
+package netx
 
 import (
 	"io"
@@ -10,7 +10,7 @@ import (
 )
 
 // tcpConn is a TCP connection whose reads and writes are made as raw
-// system calls, outside the Go scheduler's accounting.
+// system calls, outside the Go scheduler's accounting (see Raw).
 //
 // Go's own reads and writes tell the scheduler that the goroutine is
 // entering a system call, so that its processor may be handed to another
@@ -45,8 +45,10 @@ type tcpConn struct {
 	writeFn func(fd uintptr) bool
 }
 
-// fastConn wraps c as a tcpConn when it is a TCP connection.
-func fastConn(c net.Conn) net.Conn {
+// Raw returns c with its reads and writes made as raw system calls, when
+// it is a TCP connection; other connections are returned as they are.
+// The connection keeps every method of *net.TCPConn but these two.
+func Raw(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return c
