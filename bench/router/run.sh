@@ -10,7 +10,7 @@
 # Settings (environment, defaults in brackets):
 #   DURATION [10]   seconds of each measured wrk or load run
 #   WARMUP [1]      seconds of unmeasured load before each run
-#   ROUNDS [3]      rounds of each scenario, targets interleaved; medians printed
+#   ROUNDS [5]      rounds of each scenario, targets interleaved; medians printed
 #   THREADS [2] CONNS [64]   wrk's -t and -c (the load generator's too)
 #   HOSTS [10000] BACKENDS [3]   the large table: apps, and web instances each
 #   HOSTS_ACTIVE [1000]  hosts of the large table wrk cycles through, spread over it
@@ -26,7 +26,7 @@ export PATH="/usr/local/go/bin:$PATH:/usr/sbin:/sbin"
 
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-1}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-64}
 HOSTS=${HOSTS:-10000}
@@ -336,6 +336,16 @@ wrk_run() {
 	measured "$out" wrk "${args[@]}" -d"$secs"s --latency "$url" "${after[@]}"
 	[[ -z $prof ]] || wait "$prof" || true
 }
+# rotated ROUND TARGET...: the targets, each round starting one further on,
+# so that a machine slowing down or speeding up during a round (other work
+# on a shared machine) does not always fall on the same target.
+rotated() {
+	local r=$1
+	shift
+	local n=$# i
+	local all=("$@")
+	for ((i = 0; i < n; i++)); do echo "${all[(i + r - 1) % n]}"; done
+}
 # progress LABEL FILE: prints the figures of one run.
 progress() { printf '  %-22s %s\n' "$1" "$("$BIN" report -line "$2")" >&2; }
 
@@ -369,7 +379,7 @@ if want base || want latency; then
 	log "one host: wrk -t$THREADS -c$CONNS -d${DURATION}s against the backend, nginx, HAProxy and the router, $ROUNDS rounds"
 	mkdir -p "$RESULTS/base"
 	for ((r = 1; r <= ROUNDS; r++)); do
-		for t in direct nginx haproxy router; do
+		for t in $(rotated $r direct nginx haproxy router); do
 			wrk_run "$RESULTS/base/$t.$r.wrk" "$DURATION" "$(addr_of $t)"
 			progress "$t, round $r" "$RESULTS/base/$t.$r.wrk"
 		done
@@ -383,7 +393,7 @@ if want latency; then
 	log "added latency: $rate req/s (half of nginx's peak) from $CONNS connections, $ROUNDS rounds"
 	mkdir -p "$RESULTS/latency"
 	for ((r = 1; r <= ROUNDS; r++)); do
-		for t in direct nginx router; do
+		for t in $(rotated $r direct nginx router); do
 			measured "$RESULTS/latency/$t.$r.load" "$BIN" load -target "$(addr_of $t)" -host $HOST -rate "$rate" -c "$CONNS" -d "${DURATION}s" -warmup "${WARMUP}s"
 			progress "$t, round $r" "$RESULTS/latency/$t.$r.load"
 		done
@@ -406,7 +416,7 @@ if want hosts; then
 	log "$HOSTS hosts: wrk cycling through $(wc -l <"$TMP/hosts.active") of them, $ROUNDS rounds"
 	mkdir -p "$RESULTS/hosts"
 	for ((r = 1; r <= ROUNDS; r++)); do
-		for t in nginx haproxy router; do
+		for t in $(rotated $r nginx haproxy router); do
 			wrk_run "$RESULTS/hosts/$t.$r.wrk" "$DURATION" "$(addr_of $t)" "$TMP/hosts.active"
 			progress "$t, round $r" "$RESULTS/hosts/$t.$r.wrk"
 		done
