@@ -20,5 +20,10 @@ func init() { prometheus.MustRegister(jobSeconds) }
 
 // observeJob counts a job of op that ended with err, begun at started.
 func observeJob(op string, err error, started time.Time) {
+	switch op {
+	case skiff.AddonOpCreate, skiff.AddonOpDestroy, skiff.AddonOpRotate, skiff.AddonOpCapture, skiff.AddonOpRestore, skiff.AddonOpVerify:
+	default:
+		op = "unknown" // a label per string asked for would grow without end
+	}
 	jobSeconds.WithLabelValues(op, skiff.ResultLabel(err)).Observe(time.Since(started).Seconds())
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -10,14 +11,6 @@ import (
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
 )
-
-func sum[T any](xs []T, f func(T) float64) float64 {
-	var n float64
-	for _, x := range xs {
-		n += f(x)
-	}
-	return n
-}
 
 func isolated(t *testing.T) Driver {
 	t.Helper()
@@ -69,14 +62,23 @@ func TestUsageIsMeasured(t *testing.T) {
 	if inst.Usage.MemoryPeak <= 0 || inst.Usage.MemoryLimit != 512<<20 {
 		t.Errorf("usage %+v", *inst.Usage)
 	}
-	var hours []store.UsageHour
+	// The samples in the USAGE stream, which the metrics role meters.
+	var cpu, instanceHours float64
 	eventually(t, 5*time.Second, func() bool {
-		hs, err := h.st.UsageByHour(context.Background(), "app", time.Now().Add(-time.Hour))
-		hours = hs
-		return err == nil && len(hs) > 0 && sum(hs, func(h store.UsageHour) float64 { return h.CPUSeconds }) >= 0.3
+		cpu, instanceHours = 0, 0
+		err := h.st.Scan(context.Background(), skiff.StreamUsage, []string{skiff.UsageSubject("app", "*")}, time.Now().Add(-time.Hour),
+			func(_ string, data []byte, _ time.Time) bool {
+				var u skiff.UsageSample
+				if json.Unmarshal(data, &u) == nil {
+					cpu += u.CPUSeconds
+					instanceHours += u.Interval / 3600
+				}
+				return true
+			})
+		return err == nil && cpu >= 0.3
 	})
-	if ih := sum(hours, func(h store.UsageHour) float64 { return h.InstanceHours }); ih <= 0 || ih > 0.01 {
-		t.Errorf("instance hours %f for a few seconds", ih)
+	if instanceHours <= 0 || instanceHours > 0.01 {
+		t.Errorf("instance hours %f for a few seconds", instanceHours)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/skiff-paas/skiff/internal/secret"
 	"github.com/skiff-paas/skiff/internal/skiff"
 )
 
@@ -73,7 +74,7 @@ func (a *API) addAlertRule(w http.ResponseWriter, r *http.Request, tok skiff.Tok
 		writeError(w, err)
 		return
 	}
-	rule.ID, rule.CreatedAt, rule.CreatedBy = randomHex(4), time.Now().UTC(), tok.User
+	rule.ID, rule.CreatedAt, rule.CreatedBy = secret.Token(4), time.Now().UTC(), tok.User
 	if _, err := a.st.AlertRules.Create(r.Context(), rule.Key(), rule); err != nil {
 		writeError(w, err)
 		return

@@ -173,3 +173,40 @@ func TestEventsAPI(t *testing.T) {
 	e.expect("GET", "/v1/apps/shop/events?limit=0", nil, 400, skiff.KindInvalid, "invalid limit")
 	e.expect("GET", "/v1/apps/shop/events?type=crashes", nil, 400, skiff.KindInvalid, "unknown event filter")
 }
+
+// An app destroyed takes its webhooks, their deliveries and its alert
+// rules with it (an app of the same name later must not inherit them);
+// the platform's stay.
+func TestDestroyRemovesNotices(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	e.do("POST", "/v1/apps", skiff.CreateAppRequest{Name: "shop"}, nil)
+	var hook, platform skiff.WebhookView
+	e.do("POST", "/v1/apps/shop/webhooks", skiff.WebhookRequest{URL: "https://hooks.example.com/x"}, &hook)
+	e.do("POST", "/v1/webhooks", skiff.WebhookRequest{URL: "https://ops.example.com"}, &platform)
+	e.st.Deliveries.Put(ctx, skiff.WebhookKey("shop", hook.ID), skiff.WebhookStatus{})
+	var rule, everyApp skiff.AlertRuleView
+	e.do("POST", "/v1/apps/shop/alerts", skiff.AlertRuleRequest{Kind: "app_down"}, &rule)
+	e.do("POST", "/v1/alerts", skiff.AlertRuleRequest{Kind: "crash_loop"}, &everyApp)
+	if hook.ID == "" || platform.ID == "" || rule.ID == "" || everyApp.ID == "" {
+		t.Fatalf("made %+v %+v %+v %+v", hook, platform, rule, everyApp)
+	}
+	if code, _ := e.do("DELETE", "/v1/apps/shop?confirm=shop", nil, nil); code != 204 {
+		t.Fatalf("destroy = %d", code)
+	}
+	if _, _, err := e.st.Webhooks.Get(ctx, skiff.WebhookKey("shop", hook.ID)); err == nil {
+		t.Error("the destroyed app's webhook is kept")
+	}
+	if _, _, err := e.st.Deliveries.Get(ctx, skiff.WebhookKey("shop", hook.ID)); err == nil {
+		t.Error("the destroyed app's deliveries are kept")
+	}
+	if _, _, err := e.st.AlertRules.Get(ctx, skiff.AlertRuleKey("shop", rule.ID)); err == nil {
+		t.Error("the destroyed app's alert rule is kept")
+	}
+	if _, _, err := e.st.Webhooks.Get(ctx, skiff.WebhookKey("", platform.ID)); err != nil {
+		t.Errorf("the platform's webhook: %v", err)
+	}
+	if _, _, err := e.st.AlertRules.Get(ctx, skiff.AlertRuleKey("", everyApp.ID)); err != nil {
+		t.Errorf("the platform's alert rule: %v", err)
+	}
+}

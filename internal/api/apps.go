@@ -200,11 +200,42 @@ func (a *API) destroy(ctx context.Context, name string) error {
 	if err := a.removeDrains(ctx, name); err != nil {
 		return err
 	}
+	if err := a.removeNotices(ctx, name); err != nil {
+		return err
+	}
 	logs, err := a.st.JS.Stream(ctx, skiff.StreamLogs)
 	if err == nil {
 		err = logs.Purge(ctx, jetstream.WithPurgeSubject(skiff.LogSubject(name, "*", ">")))
 	}
 	return err
+}
+
+// removeNotices removes an app's webhooks, their deliveries and its alert
+// rules: another app may take its name later, and must not send its
+// events to this one's URLs.
+func (a *API) removeNotices(ctx context.Context, app string) error {
+	hooks, err := a.st.Webhooks.Values(ctx, skiff.WebhookKey(app, "*"))
+	if err != nil {
+		return err
+	}
+	for _, h := range hooks {
+		if err := a.st.Webhooks.Delete(ctx, h.Key()); err != nil {
+			return err
+		}
+		if err := a.st.Deliveries.Delete(ctx, h.Key()); err != nil {
+			return err
+		}
+	}
+	rules, err := a.st.AlertRules.Values(ctx, skiff.AlertRuleKey(app, "*"))
+	if err != nil {
+		return err
+	}
+	for _, r := range rules {
+		if err := a.st.AlertRules.Delete(ctx, r.Key()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // destroyAddons destroys an app's add-ons, their servers and databases,

@@ -43,7 +43,7 @@ func (a *API) events(w http.ResponseWriter, r *http.Request, scope string) {
 	q := store.EventQuery{App: scope, Limit: 100}
 	v := r.URL.Query()
 	if s := v.Get("since"); s != "" {
-		since, err := parseSince(s, time.Now())
+		since, err := skiff.ParseSince(s, time.Now())
 		if err != nil {
 			writeError(w, err)
 			return

@@ -32,7 +32,7 @@ func (a *API) logs(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 		lq.Tail = n
 	}
 	if s := q.Get("since"); s != "" {
-		if lq.Since, err = parseSince(s, time.Now()); err != nil {
+		if lq.Since, err = skiff.ParseSince(s, time.Now()); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -67,19 +67,6 @@ func (a *API) logs(w http.ResponseWriter, r *http.Request, tok skiff.Token) {
 		a.log.Warn("read logs", "app", app.Name, "err", err)
 	}
 	_ = s.Flush()
-}
-
-// parseSince reads where a history starts: an age before now (1h, 2d) or
-// a time (2026-11-24T10:00:00Z).
-func parseSince(s string, now time.Time) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	if d, err := skiff.ParseAge(s); err == nil {
-		return now.Add(-d), nil
-	}
-	return time.Time{}, skiff.Errorf(skiff.KindInvalid, "give an age such as 1h or 2d, or a time such as 2026-11-24T10:00:00Z",
-		"invalid --since %q", s)
 }
 
 func isDigits(s string) bool {

@@ -27,7 +27,7 @@ func (a *API) appMetrics(w http.ResponseWriter, r *http.Request, _ skiff.Token) 
 		to   *time.Time
 	}{{"since", &q.Since}, {"until", &q.Until}} {
 		if s := v.Get(p.name); s != "" {
-			if *p.to, err = parseSince(s, now); err != nil {
+			if *p.to, err = skiff.ParseSince(s, now); err != nil {
 				writeError(w, err)
 				return
 			}

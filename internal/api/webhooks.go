@@ -2,13 +2,12 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net/http"
 	"sort"
 	"time"
 
+	"github.com/skiff-paas/skiff/internal/secret"
 	"github.com/skiff-paas/skiff/internal/skiff"
 	"github.com/skiff-paas/skiff/internal/store"
 )
@@ -111,23 +110,23 @@ func (a *API) addWebhook(w http.ResponseWriter, r *http.Request, tok skiff.Token
 		writeError(w, err)
 		return
 	}
-	secret := req.Secret
-	if secret == "" {
-		secret = "whsec_" + randomHex(24)
+	key := req.Secret
+	if key == "" {
+		key = "whsec_" + secret.Token(24)
 	}
-	sealed, err := a.st.Seal([]byte(secret))
+	sealed, err := a.st.Seal([]byte(key))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	h := skiff.Webhook{ID: randomHex(4), App: scope, URL: req.URL, Events: req.Events, Format: req.Format, SecretSealed: sealed,
+	h := skiff.Webhook{ID: secret.Token(4), App: scope, URL: req.URL, Events: req.Events, Format: req.Format, SecretSealed: sealed,
 		CreatedAt: time.Now().UTC(), CreatedBy: tok.User}
 	if _, err := a.st.Webhooks.Create(r.Context(), h.Key(), h); err != nil {
 		writeError(w, err)
 		return
 	}
 	v, _ := a.webhookView(r.Context(), h)
-	v.Secret = secret
+	v.Secret = key
 	writeJSON(w, http.StatusCreated, v)
 }
 
@@ -183,11 +182,4 @@ func scopeName(scope string) string {
 		return "the platform"
 	}
 	return scope
-}
-
-// randomHex is n random bytes in hex.
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }

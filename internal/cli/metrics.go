@@ -32,7 +32,7 @@ after their 10 seconds end.`,
 		Args: args(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, t := range []struct{ flag, value string }{{"since", since}, {"until", until}} {
-				if !validSince(t.value) {
+				if _, err := skiff.ParseSince(t.value, time.Now()); t.value != "" && err != nil {
 					return usageError(cmd, "--%s %q is neither an age (30m, 6h, 7d) nor a time (2026-11-24T10:00:00Z)", t.flag, t.value)
 				}
 			}
@@ -62,18 +62,6 @@ after their 10 seconds end.`,
 	return cmd
 }
 
-// validSince reports whether s is empty, an age or a time.
-func validSince(s string) bool {
-	if s == "" {
-		return true
-	}
-	if _, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return true
-	}
-	_, err := skiff.ParseAge(s)
-	return err == nil
-}
-
 // rowSteps are the steps the table merges points into, the first that
 // gives at most maxRows rows.
 var rowSteps = []time.Duration{10 * time.Second, time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour,
@@ -100,7 +88,7 @@ func (e *env) metricsTable(s skiff.MetricsSeries, sparklines bool) error {
 	}
 	rows := mergePoints(s.Points, row)
 	fmt.Fprintf(e.stdout, "%s, %s to %s, a row per %s (points of %s)\n\n", s.App, s.Since.Local().Format("2006-01-02 15:04"),
-		s.Until.Local().Format("15:04"), shortDuration(row), s.Resolution)
+		s.Until.Local().Format("15:04"), skiff.FormatAge(row), s.Resolution)
 	if sparklines {
 		e.sparklines(s)
 	}
@@ -156,19 +144,6 @@ func instances(g skiff.Gauge) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.0f", g.Max)
-}
-
-// shortDuration writes 10s, 5m, 1h, 1d rather than Go's 5m0s.
-func shortDuration(d time.Duration) string {
-	switch {
-	case d%(24*time.Hour) == 0:
-		return fmt.Sprintf("%dd", d/(24*time.Hour))
-	case d%time.Hour == 0:
-		return fmt.Sprintf("%dh", d/time.Hour)
-	case d%time.Minute == 0:
-		return fmt.Sprintf("%dm", d/time.Minute)
-	}
-	return d.String()
 }
 
 // sparkWidth is how many columns a sparkline spans.

@@ -16,7 +16,6 @@ type hostMap struct {
 	slots []hostSlot // a power of two of them, or none
 	long  map[string]*appEntry
 	seed  maphash.Seed
-	n     int
 }
 
 // hostInline is the longest name a slot holds.
@@ -30,7 +29,7 @@ type hostSlot struct {
 
 // newHostMap makes a map of names (lower case), each to its entry.
 func newHostMap(names map[string]*appEntry) *hostMap {
-	m := &hostMap{seed: maphash.MakeSeed(), n: len(names)}
+	m := &hostMap{seed: maphash.MakeSeed()}
 	short := 0
 	for name := range names {
 		if len(name) <= hostInline {
@@ -79,9 +78,6 @@ func (m *hostMap) get(host []byte) *appEntry {
 		}
 	}
 }
-
-// len is the number of names.
-func (m *hostMap) len() int { return m.n }
 
 // each calls fn with every name's entry (an app's once per name).
 func (m *hostMap) each(fn func(*appEntry)) {

@@ -99,6 +99,19 @@ func ParseAge(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// ParseSince reads where a history starts: an age before now (1h, 2d) or
+// a time (2026-11-24T10:00:00Z).
+func ParseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if d, err := ParseAge(s); err == nil {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, Errorf(KindInvalid, "give an age such as 1h or 2d, or a time such as 2026-11-24T10:00:00Z",
+		"invalid --since %q", s)
+}
+
 // FormatAge writes an age as ParseAge reads it: 7d, 1d12h, 90s is 1m30s.
 func FormatAge(d time.Duration) string {
 	const day = 24 * time.Hour

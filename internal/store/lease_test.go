@@ -25,3 +25,26 @@ func TestHoldStopThenRelease(t *testing.T) {
 		}
 	}
 }
+
+// TestHoldKeeps: a held lease outlives its TTL many times over, and
+// nobody else can take it meanwhile.
+func TestHoldKeeps(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	l := s.Lease("keep", "me")
+	if ok, err := l.Acquire(ctx); !ok || err != nil {
+		t.Fatalf("acquire = %v, %v", ok, err)
+	}
+	held, stop := l.Hold(ctx)
+	defer stop()
+	time.Sleep(3 * s.LockTTL())
+	if held.Err() != nil {
+		t.Fatalf("held ended: %v", context.Cause(held))
+	}
+	if h, err := s.LeaseHolder(ctx, "keep"); h != "me" || err != nil {
+		t.Fatalf("after 3 TTLs the lease is held by %q (%v), want me", h, err)
+	}
+	if ok, _ := s.Lease("keep", "other").Acquire(ctx); ok {
+		t.Fatal("another took a held lease")
+	}
+}

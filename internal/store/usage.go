@@ -3,9 +3,11 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"sort"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/skiff-paas/skiff/internal/skiff"
 )
@@ -22,41 +24,34 @@ func (s *Store) RecordUsage(ctx context.Context, u skiff.UsageSample) error {
 	return nil
 }
 
-// UsageHour is what an app used in one hour, summed from its samples.
-type UsageHour struct {
-	Hour          time.Time `json:"hour"`
-	CPUSeconds    float64   `json:"cpu_seconds"`
-	MemoryGBHours float64   `json:"memory_gb_hours"` // GiB held for an hour
-	InstanceHours float64   `json:"instance_hours"`
-}
-
-// UsageByHour sums app's usage samples from since on, per hour (UTC), in
-// time order. A sample counts in the hour its measurement ended.
-func (s *Store) UsageByHour(ctx context.Context, app string, since time.Time) ([]UsageHour, error) {
-	hours := map[time.Time]*UsageHour{}
-	err := s.Scan(ctx, skiff.StreamUsage, []string{skiff.UsageSubject(app, "*")}, since, func(_ string, data []byte, _ time.Time) bool {
-		var u skiff.UsageSample
-		if json.Unmarshal(data, &u) != nil {
-			return true
-		}
-		hour := u.Time.UTC().Truncate(time.Hour)
-		h := hours[hour]
-		if h == nil {
-			h = &UsageHour{Hour: hour}
-			hours[hour] = h
-		}
-		h.CPUSeconds += u.CPUSeconds
-		h.MemoryGBHours += u.MemoryByteSeconds / (1 << 30) / 3600
-		h.InstanceHours += u.Interval / 3600
-		return true
-	})
+// UsageReport asks a node of the metrics role for a month's usage report.
+func (s *Store) UsageReport(ctx context.Context, req skiff.UsageRequest) (skiff.UsageReport, error) {
+	data, err := json.Marshal(req)
 	if err != nil {
-		return nil, fmt.Errorf("read usage of %s: %w", app, err)
+		return skiff.UsageReport{}, err
 	}
-	out := make([]UsageHour, 0, len(hours))
-	for _, h := range hours {
-		out = append(out, *h)
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	m, err := s.NC.RequestWithContext(rctx, skiff.SubjectUsage, data)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return skiff.UsageReport{}, skiff.Errorf(skiff.KindUnavailable, "start skiff server with the metrics role (it is among the default roles)",
+			"no node of the metrics role is running to report usage")
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		return skiff.UsageReport{}, skiff.Errorf(skiff.KindUnavailable, "try again; the metrics role's log says what keeps it busy",
+			"the metrics role did not answer within a minute")
+	case err != nil:
+		return skiff.UsageReport{}, fmt.Errorf("usage report: %w", err)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Hour.Before(out[j].Hour) })
-	return out, nil
+	var ans skiff.UsageAnswer
+	if err := json.Unmarshal(m.Data, &ans); err != nil {
+		return skiff.UsageReport{}, fmt.Errorf("usage report: %w", err)
+	}
+	if e := ans.Error; e != nil {
+		return skiff.UsageReport{}, &skiff.Error{Kind: e.Code, Message: e.Error, Hint: e.Hint}
+	}
+	if ans.Report == nil {
+		return skiff.UsageReport{}, errors.New("usage report: an empty answer")
+	}
+	return *ans.Report, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/skiff-paas/skiff/internal/addons/account"
+	"github.com/skiff-paas/skiff/internal/secret"
 )
 
 // CapturePostgres writes a pg_dump custom-format dump of the database at
@@ -162,7 +163,7 @@ func (t Tools) ScratchPostgres(ctx context.Context, dir string) (url string, sto
 var scratchEnv = []string{"LC_ALL=C", "TZ=UTC", "PATH=/usr/bin:/bin"}
 
 func (t Tools) startPostgres(ctx context.Context, root string, a account.Account) (*scratch, error) {
-	password := randomHex(16)
+	password := secret.Token(16)
 	pwfile := filepath.Join(root, "pwfile")
 	if err := os.WriteFile(pwfile, []byte(password+"\n"), 0o600); err != nil {
 		return nil, diskFull(err, root)
@@ -245,7 +246,7 @@ func createDatabase(ctx context.Context, super, name string) (string, error) {
 		return "", err
 	}
 	defer closeConn(conn)
-	password := randomHex(16)
+	password := secret.Token(16)
 	ident := pgx.Identifier{name}.Sanitize()
 	for _, q := range []string{
 		fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", ident, password),

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/skiff-paas/skiff/internal/addons/account"
+	"github.com/skiff-paas/skiff/internal/secret"
 )
 
 // CaptureRedis writes an RDB snapshot of the Redis server at url to w
@@ -289,7 +290,7 @@ func (t Tools) startRedis(ctx context.Context, root string, a account.Account, r
 
 // runRedis starts redis-server in root, a replica of primary if not nil.
 func (t Tools) runRedis(ctx context.Context, root string, a account.Account, primary net.Listener) (*scratch, error) {
-	password := randomHex(16)
+	password := secret.Token(16)
 	for attempt := 1; ; attempt++ {
 		port, err := freePort()
 		if err != nil {

@@ -130,10 +130,8 @@ func watched(typ string) bool {
 // lead evaluates every tick while the lease holds. The lease is renewed
 // on its own clock, also while nothing changes; losing it ends ctx.
 func (e *Engine) lead(ctx context.Context, lease *store.Lease) error {
-	held, stop := lease.Hold(ctx)
+	ctx, stop := lease.Hold(ctx)
 	defer stop()
-	ctx, cancel := context.WithCancel(held)
-	defer cancel()
 	// The history first, so that no rule is judged without it (an app of
 	// a node that died just before would alert on its own); then the
 	// events from the start of that read on, some of them twice, which
@@ -176,7 +174,7 @@ func (e *Engine) lead(ctx context.Context, lease *store.Lease) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return context.Cause(held)
+			return context.Cause(ctx)
 		case err := <-followed:
 			return err
 		case ev := <-events:
@@ -196,7 +194,7 @@ func (e *Engine) lead(ctx context.Context, lease *store.Lease) error {
 			continue
 		}
 		if ctx.Err() != nil {
-			return context.Cause(held)
+			return context.Cause(ctx)
 		}
 		// Told first, then written: a leader that dies between the two
 		// has the next one tell again rather than not at all.

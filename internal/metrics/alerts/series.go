@@ -86,7 +86,7 @@ func (s *Samples) P99(app string, window time.Duration) (float64, int64) {
 }
 
 // routerSamples is the subject pattern of the routers' samples.
-const routerSamples = "metrics.*.router.*"
+var routerSamples = skiff.MetricsSubject("*", "router", "*")
 
 // Follow fills s from the samples of the last keep in the METRICS stream,
 // if there is one, and from every sample published after, until ctx

@@ -324,6 +324,13 @@ func TestRetryAndResume(t *testing.T) {
 	logLines(t, st, 20, 30)
 	run(t, st, testConfig())
 	eventually(t, 10*time.Second, "lines 20-29, logged while no runner ran", func() bool { return has(rcv.messages(), 20, 30) })
+	// Resumed where it stopped, not from the drain's start: the lines the
+	// first receiver took are not sent again.
+	for _, l := range appLines(rcv.messages()) {
+		if n := mustAtoi(strings.TrimPrefix(l, "line ")); n < 10 {
+			t.Fatalf("%q sent again after the restart", l)
+		}
+	}
 	if s := status(st, d); s.Dropped != 0 {
 		t.Fatalf("dropped %d lines", s.Dropped)
 	}

@@ -165,10 +165,8 @@ type term struct {
 // lead keeps the index and purges until ctx ends or the lease is lost.
 // The lease is renewed on its own clock, also while a purge takes long.
 func (j *Janitor) lead(ctx context.Context, lease *store.Lease) error {
-	held, stop := lease.Hold(ctx)
+	ctx, stop := lease.Hold(ctx)
 	defer stop()
-	ctx, cancel := context.WithCancel(held)
-	defer cancel()
 	apps, err := j.st.Apps.Watch(ctx, "")
 	if err != nil {
 		return err
@@ -194,7 +192,7 @@ func (j *Janitor) lead(ctx context.Context, lease *store.Lease) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return context.Cause(held)
+			return context.Cause(ctx)
 		case c, ok := <-apps:
 			if !ok {
 				return errors.New("the watch of apps ended")

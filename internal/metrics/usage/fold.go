@@ -79,7 +79,7 @@ func (f *Fold) Instance(s skiff.UsageSample) {
 // Addon adds an add-on's measure: the time since its previous measure,
 // and the data it held over that time.
 func (f *Fold) Addon(s skiff.AddonUsageSample) {
-	key := s.App + "." + s.Addon
+	key := skiff.AddonKey(s.App, s.Addon)
 	prev, t := f.measured[key], s.Time.UTC()
 	if !t.After(prev) {
 		return // out of order, or seen: counts nothing

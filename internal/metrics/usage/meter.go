@@ -231,10 +231,10 @@ func (m *Meter) FoldHour(ctx context.Context, hour time.Time) (int, error) {
 // app's, or app's alone.
 func (m *Meter) fold(ctx context.Context, from, to time.Time, app string) (*Fold, error) {
 	f := NewFold(from, to)
-	usage, router := []string{"usage.>"}, []string{skiff.MetricsSubject("*", "router", "*")}
-	if app != "" {
-		usage, router = []string{"usage." + app + ".>"}, []string{skiff.MetricsSubject(app, "router", "*")}
+	if app == "" {
+		app = "*"
 	}
+	usage, router := []string{skiff.UsageSubject(app, ">")}, []string{skiff.MetricsSubject(app, "router", "*")}
 	end := to.Add(skew)
 	read := func(subject string, data []byte, stored time.Time) bool {
 		if stored.After(end) {

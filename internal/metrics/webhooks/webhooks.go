@@ -289,8 +289,9 @@ func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg) {
 		return // shutting down: another node, or this one again, tries it
 	case try < d.cfg.Tries:
 		res.State, res.Error = skiff.DeliveryRetrying, err.Error()
-		_ = msg.NakWithDelay(d.Backoff(try))
-		log.Info("delivery failed; trying again", "in", d.Backoff(try), "err", err)
+		wait := d.Backoff(try)
+		_ = msg.NakWithDelay(wait)
+		log.Info("delivery failed; trying again", "in", wait, "err", err)
 	default:
 		res.State, res.Error = skiff.DeliveryFailed, err.Error()
 		_ = msg.Term()
